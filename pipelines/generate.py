@@ -1,0 +1,539 @@
+"""Seeded generator of raw payment events in the three shapes of contract.md.
+
+Why: the pipeline is judged against published H1 2017 figures (domain.md), and its edge cases
+(Bahrain-day boundary, duplicates, late and broken lines, unmasked cards) need input whose
+ground truth is known exactly. The generator writes that input plus `_generator_totals.json`,
+its own account of what a correct pipeline must find. Same config and seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import os
+import random
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import Any
+
+import orjson
+
+from pipelines._generate_invalid import INVALID_KINDS, kinds_for, luhn_pan, make_invalid
+from schemas.catalogue import Catalogue, load_catalogue
+from schemas.enums import Channel, PaymentStatus
+
+Event = dict[str, Any]
+TOTALS_FILE = "_generator_totals.json"  # not *.jsonl, so input globs never pick it up
+# Published H1 2017 successful payments: (count, amount in fils) per channel (domain.md).
+PUBLISHED_H1_2017: dict[Channel, tuple[int, int]] = {
+    Channel.PORTAL: (411_000, 28_000_000_000),
+    Channel.MOBILE_APP: (50_000, 2_500_000_000),
+    Channel.KIOSK: (6_000, 152_000_000),
+}
+H1_2017_START, H1_2017_DAYS = date(2017, 1, 1), 181
+SUCCESS_RAW = {Channel.PORTAL: "PAID", Channel.MOBILE_APP: "success", Channel.KIOSK: "OK"}
+# Unsuccessful outcomes come on top of the published (successful) payments, per success.
+EXTRA_RAW_RATES: dict[Channel, dict[str, float]] = {
+    Channel.PORTAL: {"DECLINED": 0.04, "REFUNDED": 0.01},
+    Channel.MOBILE_APP: {"failure": 0.04, "refund": 0.01},
+    Channel.KIOSK: {"DECLINED": 0.04, "CANCELLED": 0.02, "REFUNDED": 0.01},
+}
+S, F, C, R = (PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.CANCELLED,
+              PaymentStatus.REFUNDED)  # fmt: skip
+NORMALISED = {"PAID": S, "success": S, "OK": S, "DECLINED": F, "failure": F, "CANCELLED": C,
+              "REFUNDED": R, "refund": R}  # fmt: skip
+
+# Bahrain works Sunday to Thursday; Friday and Saturday are the weekend (Mon=0 .. Sun=6).
+_WEEKDAY_WEIGHT = (1.10, 1.10, 1.10, 1.05, 0.55, 0.75, 1.15)
+_HOLIDAY_WEIGHT = {date(2017, 1, 1): 0.5, date(2017, 5, 1): 0.6, date(2017, 6, 25): 0.4,
+                   date(2017, 6, 26): 0.5, date(2017, 6, 27): 0.7}  # fmt: skip  (Eid al-Fitr)
+# Bahrain-time hourly rhythm: quiet 01-06, late-morning and evening peaks, never zero at night.
+_HOURLY: dict[Channel, tuple[float, ...]] = {
+    Channel.PORTAL: (2.2, 1.2, 0.7, 0.4, 0.3, 0.4, 1.0, 2.5, 5.0, 7.5, 8.5, 9.0,
+                     8.5, 7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.0, 7.5, 7.0, 5.5, 3.8),
+    Channel.MOBILE_APP: (3.0, 1.8, 1.0, 0.5, 0.3, 0.4, 1.0, 2.5, 4.5, 6.0, 7.0, 7.5,
+                         7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.5, 8.5, 9.0, 8.5, 6.5, 4.5),
+    Channel.KIOSK: (1.2, 0.6, 0.4, 0.1, 0.1, 0.1, 0.3, 1.5, 5.0, 8.0, 9.0, 9.0,
+                    8.0, 6.0, 5.0, 5.0, 6.0, 7.0, 8.0, 8.5, 8.5, 7.5, 5.0, 2.5),
+}  # fmt: skip
+# Relative popularity; catalogue codes not listed weigh 1. Traffic dominates portal and apps,
+# vehicle registration renewal is the kiosks' largest service (domain.md).
+_SERVICE_WEIGHTS: dict[Channel, dict[str, float]] = {
+    Channel.PORTAL: {
+        "GDT-FINE": 30, "VEH-REG-RENEW": 8, "EWA-BILL": 6, "CR-RENEW": 8, "LMRA-WORK-PERMIT": 8,
+        "MOJ-COURT-FEE": 6, "CUSTOMS-DUTY": 5, "RP-RENEW": 5, "ID-CARD-RENEW": 5,
+        "HOUSING-INSTALMENT": 5, "GDT-DL-RENEW": 4, "GDT-DRV-SCHOOL": 4, "BIRTH-CERT": 3,
+        "PASSPORT-RENEW": 3, "VISA-EVISA": 3, "GDT-DRV-TEST": 2, "VEH-OWNER-TRANSFER": 2,
+        "MOH-EXPAT-MEDICAL": 2, "HOUSING-RENT": 2, "CR-NEW": 1.5, "CR-AMEND": 1.5,
+        "GDT-DL-ISSUE": 1.5, "MOJ-NOTARY": 1.5, "EWA-CONNECT": 1, "DEATH-CERT": 0.5,
+        "VEH-PLATE-REPLACE": 0.5, "CD-PLAN-APPROVAL": 0.5, "MOE-CERT": 0.5, "MOE-CERT-EQUIV": 0.5,
+        "SLRB-TITLE-DEED": 0.8, "MYS-FACILITY-BOOK": 0.8, "MYS-YOUTH-CENTRE": 0.4,
+        "PASSPORT-LOST": 0.3, "NHRA-LICENCE": 0.3, "GTS-COURSE": 0.3, "MTT-VESSEL-REG": 0.3,
+        "MTT-TAXI-PERMIT": 0.3, "RERA-BROKER-LICENCE": 0.2, "SCE-ENV-PERMIT": 0.2,
+    },
+    Channel.MOBILE_APP: {
+        "GDT-FINE": 45, "EWA-BILL": 22, "HOUSING-INSTALMENT": 8, "VEH-REG-RENEW": 6,
+        "GDT-DRV-SCHOOL": 5, "MOJ-COURT-FEE": 5, "GDT-DL-RENEW": 3, "ID-CARD-RENEW": 3,
+        "HOUSING-RENT": 3, "GDT-DRV-TEST": 2, "PASSPORT-RENEW": 2,
+    },
+    Channel.KIOSK: {
+        "VEH-REG-RENEW": 55, "GDT-FINE": 10, "EWA-BILL": 10, "MOE-TRANSCRIPT": 10, "MOE-CERT": 5,
+        "ID-CARD-RENEW": 4, "GDT-DL-RENEW": 4,
+    },
+}
+_SIGMA = 0.3  # spread of an amount around its service's typical fee (log-normal, mean 1)
+_KIOSKS = (("KSK-001", "Isa Town", 8), ("KSK-002", "Isa Town", 6), ("KSK-003", "Muharraq", 5),
+           ("KSK-004", "Muharraq", 3), ("KSK-005", "Seef Mall", 5), ("KSK-006", "City Centre Bahrain", 5),
+           ("KSK-007", "Sitra", 3), ("KSK-008", "Hamad Town", 4), ("KSK-009", "Riffa", 4),
+           ("KSK-010", "Budaiya", 2), ("KSK-011", "Bahrain Mall", 3), ("KSK-012", "Manama", 4),
+           ("KSK-013", "Juffair", 2), ("KSK-014", "Galali", 1), ("KSK-015", "Aali", 2),
+           ("KSK-016", "Zallaq", 1), ("KSK-017", "Isa Town", 4), ("KSK-018", "مدينة حمد", 2),
+           ("KSK-019", "الرفاع", 2))  # fmt: skip  (two old kiosks report Arabic site names)
+_APP_BY_ENTITY = {"GDT": "traffic", "EWA": "ewa", "MOHO": "housing", "MOJ": "moj",
+                  "IGA": "iga", "NPRA": "npra", "MYS": "youth-sports", "MTT": "bahrain-post"}  # fmt: skip
+_APP_VERSIONS = ("4.2.1", "4.2.1", "4.2.0", "4.1.7", "3.9.2")
+_OSES, _OS_CUM = ("ios", "android", "huawei"), (46, 92, 100)
+_APP_METHODS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "ios": (("APPLE_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (40, 65, 90, 100)),
+    "android": (("GOOGLE_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (30, 60, 88, 100)),
+    "huawei": (("HUAWEI_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (30, 65, 90, 100)),
+}
+_PORTAL_METHODS, _PORTAL_CUM = ("DEBIT_CARD", "CREDIT_CARD", "BENEFIT_PAY"), (60, 85, 100)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Every knob of a run; the defaults are the `sample` profile. Rates are fractions."""
+
+    start: date = date(2017, 6, 24)
+    days: int = 7
+    scale: float = 0.1  # 1.0 = the published H1 2017 volume per day
+    seed: int = 2017
+    invalid_rate: float = 0.01  # extra invalid lines, per valid event
+    duplicate_rate: float = 0.005  # extra exact redeliveries, per valid event
+    conflict_rate: float = 0.001  # extra same-id, different-amount lines, per valid event
+    late_rate: float = 0.02  # valid events delivered 1-5 days after their Bahrain day
+    full_pan_rate: float = 0.05  # kiosk events whose card is a full PAN (old firmware)
+    gzip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.days < 1 or self.scale <= 0:
+            raise ValueError("days must be >= 1 and scale > 0")
+        rates = (self.invalid_rate, self.duplicate_rate, self.conflict_rate, self.late_rate)
+        if not all(0 <= r <= 1 for r in (*rates, self.full_pan_rate)):
+            raise ValueError("rates must be fractions between 0 and 1")
+
+    @property
+    def dates(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(self.days)]
+
+
+PROFILES: dict[str, GeneratorConfig] = {
+    "sample": GeneratorConfig(),
+    "h1-2017": GeneratorConfig(start=H1_2017_START, days=H1_2017_DAYS, scale=1.0,
+                               invalid_rate=0, duplicate_rate=0, conflict_rate=0, late_rate=0,
+                               full_pan_rate=0),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What one channel must deliver for one Bahrain day: counts per raw status, success fils."""
+
+    statuses: dict[str, int]
+    success_amount_fils: int
+
+
+def day_weight(day: date) -> float:
+    """Relative volume of a day: weekday rhythm times public-holiday dip."""
+    return _WEEKDAY_WEIGHT[day.weekday()] * _HOLIDAY_WEIGHT.get(day, 1.0)
+
+
+@functools.cache
+def _h1_weight_sum() -> float:
+    return sum(day_weight(H1_2017_START + timedelta(days=i)) for i in range(H1_2017_DAYS))
+
+
+def plan(config: GeneratorConfig) -> dict[date, dict[Channel, DayPlan]]:
+    """The exact daily plan, without generating anything (so calibration is testable fast).
+
+    Counts and amounts are rounded cumulatively from the first day, so a window's totals are
+    the rounded expectation: at scale 1 over H1 2017 exactly the published figures.
+    """
+    result: dict[date, dict[Channel, DayPlan]] = {day: {} for day in config.dates}
+    for channel in Channel:
+        count, amount = PUBLISHED_H1_2017[channel]
+        per_weight, mean_fils = config.scale * count / _h1_weight_sum(), Fraction(amount, count)
+        expected, previous = 0.0, 0
+        for day in config.dates:
+            expected += per_weight * day_weight(day)
+            cumulative = round(expected)
+            statuses = {SUCCESS_RAW[channel]: cumulative - previous}
+            for raw, rate in EXTRA_RAW_RATES[channel].items():
+                statuses[raw] = round(cumulative * rate) - round(previous * rate)
+            fils = round(cumulative * mean_fils) - round(previous * mean_fils)
+            result[day][channel] = DayPlan(statuses, fils)
+            previous = cumulative
+    return result
+
+
+def _bhd(fils: int) -> str:
+    return f"{fils // 1000}.{fils % 1000:03d}"
+
+
+@functools.cache
+def _clock() -> list[str]:
+    return [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86_400)]
+
+
+@functools.cache
+def _midnight_utc_ms(day: date) -> int:
+    return ((day - date(1970, 1, 1)).days * 86_400 - 3 * 3_600) * 1000  # Bahrain is UTC+3
+
+
+@dataclass
+class _Valid:
+    """A valid event kept until its file is written (late ones wait for a later day)."""
+
+    event: Event
+    line: bytes
+    status: PaymentStatus
+    fils: int
+    event_date: date
+
+
+def _money() -> dict[str, Any]:
+    return {"count": 0, "fils": 0}
+
+
+@dataclass
+class _Totals:
+    """The generator's ground truth, accumulated while writing."""
+
+    by_status: dict[tuple[Channel, PaymentStatus], dict[str, Any]] = field(
+        default_factory=lambda: defaultdict(_money))
+    by_date: dict[tuple[date, Channel, PaymentStatus], dict[str, Any]] = field(
+        default_factory=lambda: defaultdict(_money))  # fmt: skip
+    invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INVALID_KINDS, 0))
+    files: dict[str, int] = field(default_factory=dict)
+    valid = duplicates = conflicts = late = full_pan = 0
+
+    def record(self, valid: _Valid, channel: Channel, late: bool) -> None:
+        for money in (self.by_status[channel, valid.status],
+                      self.by_date[valid.event_date, channel, valid.status]):  # fmt: skip
+            money["count"] += 1
+            money["fils"] += valid.fils
+        self.valid += 1
+        self.late += late
+        self.full_pan += channel is Channel.KIOSK and not valid.event["card"].startswith("*")
+
+    def as_dict(self, config: GeneratorConfig) -> dict[str, Any]:
+        def money(m: dict[str, Any]) -> dict[str, Any]:
+            return {"count": m["count"], "amount": _bhd(m["fils"])}
+
+        by_date: dict[str, Any] = {}
+        for day in config.dates:
+            by_date[day.isoformat()] = {
+                ch.value: {st.value: money(self.by_date[day, ch, st]) for st in PaymentStatus}
+                for ch in Channel
+            }
+        return {
+            "config": {**asdict(config), "start": config.start.isoformat(),
+                       "end": config.dates[-1].isoformat()},
+            "lines_written": sum(self.files.values()),
+            "valid_events": self.valid,
+            "invalid_lines": sum(self.invalid.values()),
+            "duplicate_lines": self.duplicates,
+            "conflict_lines": self.conflicts,
+            "late_events": self.late,
+            "full_pan_kiosk_events": self.full_pan,
+            "invalid_by_kind": self.invalid,
+            "by_channel_status": {ch.value: {st.value: money(self.by_status[ch, st])
+                                             for st in PaymentStatus} for ch in Channel},
+            "by_event_date_channel": {d: {ch: sum(s["count"] for s in v.values())
+                                          for ch, v in chans.items()} for d, chans in by_date.items()},
+            "by_event_date_channel_status": by_date,
+            "files": self.files,
+        }  # fmt: skip
+
+
+class _Generator:
+    """One run: a single seeded random stream consumed in a fixed order (day, channel, event)."""
+
+    def __init__(self, config: GeneratorConfig, catalogue: Catalogue) -> None:
+        self.cfg, self.rng, self.catalogue = config, random.Random(config.seed), catalogue
+        self.plan, self.last_day = plan(config), config.dates[-1]
+        self.tables = {ch: self._service_table(ch) for ch in Channel}
+        self.kiosk_cum = list(_cumulative([w for _, _, w in _KIOSKS]))
+        self.kiosk_seq = [10_000 + self.rng.randrange(90_000) for _ in _KIOSKS]
+        self.portal_no: dict[date, int] = defaultdict(int)
+        self.quotas: dict[tuple[str, Channel], float] = defaultdict(float)
+        self.invalid_turn: dict[Channel, int] = defaultdict(int)
+        self.late: dict[tuple[date, Channel], list[_Valid]] = defaultdict(list)
+        self.carried: dict[tuple[date, Channel], list[bytes]] = defaultdict(list)
+        self.totals = _Totals()
+
+    def _service_table(self, channel: Channel) -> tuple[list[str], list[float], dict[str, float]]:
+        """Codes, cumulative weights and calibrated mean fils per code, for one channel.
+
+        Fees are multiplied by one factor per channel so the expected mean payment equals the
+        published one; the per-day fit in `_amounts` then removes the sampling noise.
+        """
+        codes = self.catalogue.codes_for(channel)
+        weights = [_SERVICE_WEIGHTS[channel].get(code, 1.0) for code in codes]
+        fees = [float(self.catalogue.get(c).typical_fee_bhd) * 1000 for c in codes]  # type: ignore[union-attr]
+        count, amount = PUBLISHED_H1_2017[channel]
+        factor = (amount / count) / (sum(w * f for w, f in zip(weights, fees)) / sum(weights))  # noqa: B905
+        return codes, list(_cumulative(weights)), {c: f * factor for c, f in zip(codes, fees)}  # noqa: B905
+
+    def _quota(self, name: str, channel: Channel, n: int, rate: float) -> int:
+        """How many of `n` items get a treatment at `rate`, rounded cumulatively (no drift)."""
+        before = self.quotas[name, channel]
+        self.quotas[name, channel] = before + n * rate
+        return round(before + n * rate) - round(before)
+
+    def _cpr(self) -> str:
+        value = self.rng.randrange(60 * 12 * 100_000)  # YYMM of birth (1940-99), then 5 digits
+        return f"{40 + value // 1_200_000:02d}{1 + value // 100_000 % 12:02d}{value % 100_000:05d}"
+
+    def _event(self, channel: Channel, day: date, sod: int, code: str, fils: int, raw: str) -> Event:
+        """One event in the channel's own shape, ids assigned in time order."""
+        rng = self.rng
+        service = self.catalogue.get(code)
+        entity = service.entity if service else "IGA"
+        if channel is Channel.PORTAL:
+            self.portal_no[day] += 1
+            if self.portal_no[day] > 999_999:
+                raise ValueError("scale too large: portal txn_id allows 999,999 per day")
+            method = rng.choices(_PORTAL_METHODS, cum_weights=_PORTAL_CUM)[0]
+            return {"channel": "portal",
+                    "txn_id": f"PTL-{day.year}-{day.timetuple().tm_yday:03d}{self.portal_no[day]:06d}",
+                    "service": {"code": code, "entity": entity}, "amount_fils": fils,
+                    "currency": "BHD", "status": raw,
+                    "paid_at": f"{day.isoformat()}T{_clock()[sod]}+03:00",
+                    "payer": {"cpr": self._cpr()}, "method": method,
+                    "gateway_ref": f"BNF{rng.randrange(10_000_000):07d}"}  # fmt: skip
+        if channel is Channel.MOBILE_APP:
+            os_name = rng.choices(_OSES, cum_weights=_OS_CUM)[0]
+            methods, cum = _APP_METHODS[os_name]
+            return {"channel": "mobile_app",
+                    "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "app": {"id": _APP_BY_ENTITY.get(entity, "egov"),
+                            "version": rng.choice(_APP_VERSIONS), "os": os_name},
+                    "service_code": code,
+                    "payment": {"amount": _bhd(fils), "currency": "BHD",
+                                "method": rng.choices(methods, cum_weights=cum)[0], "outcome": raw},
+                    "ts": _midnight_utc_ms(day) + sod * 1000 + rng.randrange(1000),
+                    "user": {"cpr": self._cpr()}}  # fmt: skip
+        kiosk = rng.choices(range(len(_KIOSKS)), cum_weights=self.kiosk_cum)[0]
+        self.kiosk_seq[kiosk] += 1
+        full_pan = self.cfg.full_pan_rate > 0 and rng.random() < self.cfg.full_pan_rate
+        event = {"channel": "kiosk", "kiosk_id": _KIOSKS[kiosk][0], "seq": self.kiosk_seq[kiosk],
+                 "site": _KIOSKS[kiosk][1], "service": code, "amount": _bhd(fils),
+                 "local_time": f"{day.isoformat()} {_clock()[sod]}", "result": raw,
+                 "card": luhn_pan(rng) if full_pan else f"************{rng.randrange(10_000):04d}"}  # fmt: skip
+        if rng.random() < 0.5:  # the cpr is optional on kiosks: about half carry one
+            event["cpr"] = self._cpr()
+        return event
+
+    def _times(self, channel: Channel, n: int) -> list[int]:
+        """Sorted Bahrain seconds-of-day following the channel's hourly rhythm."""
+        hours = self.rng.choices(range(24), weights=_HOURLY[channel], k=n)
+        return sorted(h * 3600 + self.rng.randrange(3600) for h in hours)
+
+    def _amounts(self, raw_fils: list[float], success: list[bool], target: int) -> list[int]:
+        """Whole fils; the day's successful ones rescaled to sum to `target` exactly."""
+        total = sum(f for f, ok in zip(raw_fils, success) if ok)  # noqa: B905
+        factor = target / total if total else 1.0
+        fils = [max(1, round(f * factor if ok else f)) for f, ok in zip(raw_fils, success)]  # noqa: B905
+        ok_idx = [i for i, ok in enumerate(success) if ok]
+        if ok_idx:  # the rounding residue (a few fils) goes to the largest payment
+            top = max(ok_idx, key=lambda i: fils[i])
+            fils[top] += target - sum(fils[i] for i in ok_idx)
+        return fils
+
+    def day_events(self, day: date, channel: Channel) -> list[_Valid]:
+        """The planned valid events of one Bahrain day and channel, in time order."""
+        rng, day_plan = self.rng, self.plan[day][channel]
+        raws = [raw for raw, n in day_plan.statuses.items() for _ in range(n)]
+        rng.shuffle(raws)
+        codes, cum, mean_fils = self.tables[channel]
+        chosen = rng.choices(codes, cum_weights=cum, k=len(raws))
+        raw_fils = [mean_fils[c] * rng.lognormvariate(-_SIGMA**2 / 2, _SIGMA) for c in chosen]
+        success = [raw == SUCCESS_RAW[channel] for raw in raws]
+        fils = self._amounts(raw_fils, success, day_plan.success_amount_fils)
+        out = []
+        for sod, code, amount, raw in zip(self._times(channel, len(raws)), chosen, fils, raws):  # noqa: B905
+            event = self._event(channel, day, sod, code, amount, raw)
+            out.append(_Valid(event, orjson.dumps(event), NORMALISED[raw], amount, day))
+        return out
+
+    def _defer_late(self, day: date, channel: Channel, events: list[_Valid]) -> list[_Valid]:
+        """Move some events into the file of a day 1-5 days later; return the on-time ones."""
+        room = (self.last_day - day).days
+        if room < 1 or not events:
+            return events
+        k = min(len(events), self._quota("late", channel, len(events), self.cfg.late_rate))
+        picked = set(self.rng.sample(range(len(events)), k))
+        for i in sorted(picked):
+            self.late[day + timedelta(days=self.rng.randint(1, min(5, room))), channel].append(events[i])
+        return [v for i, v in enumerate(events) if i not in picked]
+
+    def _place_after(self, key: float, n: int, line: bytes, day: date, channel: Channel,
+                     entries: list[tuple[float, bytes]]) -> None:  # fmt: skip
+        """Put a redelivery after its original: later in this file, or in the next day's file."""
+        if day < self.last_day and self.rng.random() < 0.5:
+            self.carried[day + timedelta(days=1), channel].append(line)
+        else:
+            entries.append((key + 1e-6 + self.rng.random() * (n - key), line))
+
+    def file_lines(self, day: date, channel: Channel) -> list[bytes]:
+        """All lines of one file: originals, late arrivals, redeliveries and invalid lines."""
+        rng, cfg, totals = self.rng, self.cfg, self.totals
+        on_time = self._defer_late(day, channel, self.day_events(day, channel))
+        late = self.late.pop((day, channel), [])
+        n = len(on_time) + len(late)
+        originals = [(float(i), v) for i, v in enumerate(on_time)]
+        originals += [(rng.random() * n, v) for v in late]
+        for i, (_, valid) in enumerate(originals):
+            totals.record(valid, channel, late=i >= len(on_time))
+        entries = [(key, v.line) for key, v in originals]
+        entries += [(rng.random() * n, line) for line in self.carried.pop((day, channel), [])]
+        k = min(n, self._quota("dup", channel, n, cfg.duplicate_rate))
+        for i in rng.sample(range(n), k):
+            self._place_after(originals[i][0], n, originals[i][1].line, day, channel, entries)
+        totals.duplicates += k
+        k = min(n, self._quota("conflict", channel, n, cfg.conflict_rate))
+        for i in rng.sample(range(n), k):
+            key, valid = originals[i]
+            self._place_after(key, n, self._conflict(valid), day, channel, entries)
+        totals.conflicts += k
+        for _ in range(self._quota("invalid", channel, n, cfg.invalid_rate)):
+            entries.append((rng.random() * max(n, 1), self._invalid(day, channel)))
+        entries.sort(key=lambda entry: entry[0])  # stable: ties keep insertion order
+        return [line for _, line in entries]
+
+    def _conflict(self, valid: _Valid) -> bytes:
+        """Same id, amount raised by 1-9 BHD: a redelivery that contradicts the original."""
+        event = orjson.loads(valid.line)
+        fils = valid.fils + 1000 * self.rng.randint(1, 9)
+        if "amount_fils" in event:
+            event["amount_fils"] = fils
+        elif "payment" in event:
+            event["payment"]["amount"] = _bhd(fils)
+        else:
+            event["amount"] = _bhd(fils)
+        return orjson.dumps(event)
+
+    def _invalid(self, day: date, channel: Channel) -> bytes:
+        """An invalid line; kinds rotate per channel so every kind shows up."""
+        kinds = kinds_for(channel)
+        kind = kinds[self.invalid_turn[channel] % len(kinds)]
+        self.invalid_turn[channel] += 1
+        self.totals.invalid[kind] += 1
+        codes, cum, mean_fils = self.tables[channel]
+        code = self.rng.choices(codes, cum_weights=cum)[0]
+        sod = self._times(channel, 1)[0]
+        event = self._event(channel, day, sod, code, round(mean_fils[code]), SUCCESS_RAW[channel])
+        return make_invalid(kind, event, self.rng)
+
+
+def _cumulative(weights: list[float]) -> list[float]:
+    total, out = 0.0, []
+    for weight in weights:
+        total += weight
+        out.append(total)
+    return out
+
+
+def _write(path: str, lines: list[bytes], compress: bool) -> None:
+    """Write a file; gzip without name or mtime in its header, so reruns are byte-identical."""
+    data = b"".join(line + b"\n" for line in lines)
+    with open(path, "wb") as raw:
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+                gz.write(data)
+        else:
+            raw.write(data)
+
+
+def generate(config: GeneratorConfig, out_dir: str) -> dict[str, Any]:
+    """Write `<out>/<YYYY-MM-DD>/<channel>.jsonl[.gz]` and the totals file; return the totals."""
+    gen = _Generator(config, load_catalogue())
+    suffix = ".jsonl.gz" if config.gzip else ".jsonl"
+    for day in config.dates:
+        os.makedirs(os.path.join(out_dir, day.isoformat()), exist_ok=True)
+        for channel in Channel:
+            lines = gen.file_lines(day, channel)
+            relative = f"{day.isoformat()}/{channel.value}{suffix}"
+            _write(os.path.join(out_dir, relative), lines, config.gzip)
+            gen.totals.files[relative] = len(lines)
+    totals = gen.totals.as_dict(config)
+    with open(os.path.join(out_dir, TOTALS_FILE), "wb") as handle:
+        handle.write(orjson.dumps(totals, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return totals
+
+
+def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.generate",
+        description="Write seeded raw payment events (portal, mobile_app, kiosk) as one "
+        "JSONL file per channel per Bahrain day, plus _generator_totals.json (ground truth). "
+        "Profile values are the defaults; every option below overrides them.",
+    )
+    parser.add_argument("--out", required=True, help="output directory, e.g. landing/")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="sample",
+                        help="sample: 2017-06-24..30 at scale 0.1 with every defect; "
+                        "h1-2017: 181 days at published volume, clean (default: sample)")  # fmt: skip
+    parser.add_argument("--start", type=date.fromisoformat, help="first Bahrain day, YYYY-MM-DD")
+    span = parser.add_mutually_exclusive_group()
+    span.add_argument("--days", type=int, help="number of days")
+    span.add_argument("--end", type=date.fromisoformat, help="last Bahrain day (inclusive)")
+    parser.add_argument("--scale", type=float, help="1.0 = published H1 2017 volume per day")
+    parser.add_argument("--seed", type=int, help="random seed: same seed, same bytes")
+    for knob, what in (("invalid", "extra invalid lines (every kind)"),
+                       ("duplicate", "extra exact redeliveries"),
+                       ("conflict", "extra same-id lines with a changed amount"),
+                       ("late", "events delivered 1-5 days after their Bahrain day"),
+                       ("full-pan", "kiosk events carrying a full card number")):  # fmt: skip
+        parser.add_argument(f"--{knob}-rate", type=float, help=f"fraction: {what}")
+    parser.add_argument("--gzip", action="store_true", default=None, help="write .jsonl.gz")
+    args = vars(parser.parse_args(argv))
+    out, profile, end = args.pop("out"), PROFILES[args.pop("profile")], args.pop("end")
+    overrides = {k: v for k, v in args.items() if v is not None}
+    config = replace(profile, **overrides)
+    if end is not None:
+        config = replace(config, days=(end - config.start).days + 1)
+    return config, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (`payments-generate`): generate, then print what was written."""
+    try:
+        config, out = _parse_args(argv)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    began = time.perf_counter()
+    totals = generate(config, out)
+    elapsed = time.perf_counter() - began
+    print(f"{out}: {len(totals['files'])} files, {totals['lines_written']:,} lines in "
+          f"{elapsed:.1f} s ({config.start} .. {config.dates[-1]}, scale {config.scale})")  # fmt: skip
+    print(f"  valid {totals['valid_events']:,} (late {totals['late_events']:,}), "
+          f"invalid {totals['invalid_lines']:,}, duplicates {totals['duplicate_lines']:,}, "
+          f"conflicts {totals['conflict_lines']:,}, full-PAN kiosk {totals['full_pan_kiosk_events']:,}")  # fmt: skip
+    for channel, statuses in totals["by_channel_status"].items():
+        ok = statuses[PaymentStatus.SUCCESS.value]
+        print(f"  {channel:<10} success {ok['count']:>9,}  {ok['amount']:>16} BHD")
+    print(f"  ground truth: {os.path.join(out, TOTALS_FILE)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Closed vocabularies of the contract: one enum per concept, shared by every module."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Channel(str, Enum):
+    """The three electronic channels, by their canonical names (contract.md)."""
+
+    PORTAL = "portal"
+    MOBILE_APP = "mobile_app"
+    KIOSK = "kiosk"
+
+
+class PaymentStatus(str, Enum):
+    """Normalised outcome of a payment, whatever the channel called it."""
+
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REFUNDED = "REFUNDED"
+
+
+class PaymentMethod(str, Enum):
+    """Normalised payment method. Kiosks only say a card was used, hence CARD."""
+
+    DEBIT_CARD = "DEBIT_CARD"
+    CREDIT_CARD = "CREDIT_CARD"
+    BENEFIT_PAY = "BENEFIT_PAY"
+    APPLE_PAY = "APPLE_PAY"
+    GOOGLE_PAY = "GOOGLE_PAY"
+    HUAWEI_PAY = "HUAWEI_PAY"
+    CARD = "CARD"
+
+
+class RejectCode(str, Enum):
+    """Machine-readable reason an event was rejected; the only place these codes are defined."""
+
+    INVALID_UTF8 = "INVALID_UTF8"
+    MALFORMED_JSON = "MALFORMED_JSON"
+    NOT_AN_OBJECT = "NOT_AN_OBJECT"
+    LINE_TOO_LONG = "LINE_TOO_LONG"
+    TOO_DEEPLY_NESTED = "TOO_DEEPLY_NESTED"
+    UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    MISSING_FIELD = "MISSING_FIELD"
+    WRONG_TYPE = "WRONG_TYPE"
+    INVALID_VALUE = "INVALID_VALUE"
+    INVALID_AMOUNT = "INVALID_AMOUNT"
+    NON_POSITIVE_AMOUNT = "NON_POSITIVE_AMOUNT"
+    WRONG_CURRENCY = "WRONG_CURRENCY"
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    INVALID_CPR = "INVALID_CPR"
+    DUPLICATE_CONFLICT = "DUPLICATE_CONFLICT"
+
+
+class QualityWarning(str, Enum):
+    """Data-quality warnings: the event is accepted, but the run manifest counts it."""
+
+    UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
+    UNMASKED_CARD_NUMBER = "UNMASKED_CARD_NUMBER"

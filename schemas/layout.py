@@ -1,0 +1,73 @@
+"""Where everything lands under one output root (contract.md): the only place paths are built.
+
+The root may be a local folder or `gs://bucket/prefix`; paths are joined with "/" so the same
+strings work for both, through Beam's FileSystems.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+PAYMENTS = "payments"
+REJECTED = "rejected"
+AGGREGATES = "aggregates"
+RUNS = "runs"
+# Staged files live outside every dataset folder: a reader globbing payments/**/*.parquet can
+# never see a half-written file.
+STAGING = "_staging"
+SUCCESS_MARKER = "_SUCCESS"
+MANIFEST = "manifest.json"
+
+AGGREGATE_KINDS = ("by_status", "by_service")
+_PART = re.compile(r"part-(?P<key>[0-9a-f]+)-(?P<index>\d{5})\.parquet$")
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts under a root with "/" (valid for local paths and gs:// URIs)."""
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def partition_path(channel: str, event_date: date) -> str:
+    """Hive partition of a (channel, Bahrain day), relative to a dataset folder."""
+    return f"channel={channel}/event_date={event_date.isoformat()}"
+
+
+def payments_dir(root: str, channel: str, event_date: date) -> str:
+    return join(root, PAYMENTS, partition_path(channel, event_date))
+
+
+def aggregate_dir(root: str, kind: str, channel: str, event_date: date) -> str:
+    if kind not in AGGREGATE_KINDS:
+        raise ValueError(f"unknown aggregate kind {kind!r}")
+    return join(root, AGGREGATES, kind, partition_path(channel, event_date))
+
+
+def part_name(input_key: str, index: int) -> str:
+    """Data file name. It is derived from the input, so re-running the same input overwrites
+    the same files instead of adding copies."""
+    return f"part-{input_key}-{index:05d}.parquet"
+
+
+def input_key_of(file_name: str) -> str | None:
+    """The input key a data file was written for, or None for a file this product did not name."""
+    match = _PART.search(file_name)
+    return match.group("key") if match else None
+
+
+def rejected_path(root: str, input_key: str) -> str:
+    return join(root, REJECTED, part_name(input_key, 0))
+
+
+def run_dir(root: str, run_id: str) -> str:
+    return join(root, RUNS, run_id)
+
+
+def staging_dir(root: str, run_id: str) -> str:
+    return join(root, STAGING, run_id)
+
+
+def staged(root: str, run_id: str, final_path: str) -> str:
+    """Staging twin of a final path: same relative path, under this run's staging folder."""
+    relative = final_path[len(root.rstrip("/")) + 1 :]
+    return join(staging_dir(root, run_id), relative)

@@ -1,0 +1,59 @@
+"""Money rules of the contract: BHD has three minor digits, amounts are exact and positive."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+CURRENCY = "BHD"
+FILS_PER_DINAR = 1000
+# decimal(18,3): 15 integer digits. Anything larger cannot be stored exactly, so it is refused.
+MAX_FILS = 10**18 - 1
+
+# Digits, optionally a point and one to three digits. No sign, exponent, NaN or Infinity: each
+# of those is an error in a payment amount, and a fourth decimal must never be rounded away.
+_AMOUNT_TEXT = re.compile(r"(\d{1,15})(?:\.(\d{1,3}))?")
+
+
+class AmountError(ValueError):
+    """An amount that cannot be taken as exact, positive BHD; `code` says which rule it broke."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fils_from_text(text: str) -> int:
+    """Exact fils of a decimal BHD string such as "12.500"; refuses anything inexact."""
+    match = _AMOUNT_TEXT.fullmatch(text)
+    if match is None:
+        if re.fullmatch(r"\s*-\s*[\d.]+\s*", text):
+            raise AmountError("NON_POSITIVE_AMOUNT", f"amount {text!r} is negative")
+        if re.fullmatch(r"\d+\.\d{4,}", text):
+            raise AmountError(
+                "INVALID_AMOUNT", f"amount {text!r} has more than 3 decimals (BHD has 3)"
+            )
+        raise AmountError("INVALID_AMOUNT", f"amount {text!r} is not a decimal number like 12.500")
+    whole, frac = match.group(1), match.group(2) or ""
+    return check_fils(int(whole) * FILS_PER_DINAR + int(frac.ljust(3, "0")))
+
+
+def check_fils(fils: int) -> int:
+    """The same fils if positive and storable as decimal(18,3); otherwise an AmountError."""
+    if fils <= 0:
+        raise AmountError("NON_POSITIVE_AMOUNT", f"amount of {fils} fils is not positive")
+    if fils > MAX_FILS:
+        raise AmountError("INVALID_AMOUNT", f"amount of {fils} fils exceeds decimal(18,3)")
+    return fils
+
+
+def fils_to_decimal(fils: int) -> Decimal:
+    """BHD as an exact Decimal with three places (12500 -> Decimal('12.500'))."""
+    return Decimal(fils).scaleb(-3)
+
+
+def format_bhd(fils: int) -> str:
+    """BHD text with three decimals, for logs and manifests (JSON has no decimal type)."""
+    sign = "-" if fils < 0 else ""
+    whole, frac = divmod(abs(fils), FILS_PER_DINAR)
+    return f"{sign}{whole}.{frac:03d}"

@@ -1,0 +1,146 @@
+"""De-duplication by event_id: one row per event, a redelivery counted, a conflict rejected.
+
+Pure Arrow functions here; `DeduplicateBatch` wraps them for the batch pipeline. The winner
+among rows sharing an event_id is the first in input order (source file, then line, then
+message id), so the same input always keeps the same row whatever order workers ran in.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.enums import RejectCode
+from transforms import stats as st
+from transforms.blocks import RejectedInput
+from transforms.validate import Rejection
+
+ORDER = [
+    ("event_id", "ascending"),
+    ("source_file", "ascending"),
+    ("source_line", "ascending"),
+    ("source_message_id", "ascending"),
+]
+DEFAULT_BUCKETS = 16
+
+
+@dataclass
+class Deduplicated:
+    winners: pa.Table
+    conflicts: pa.Table  # losing rows whose content differs from the winner's
+    conflict_winner_hash: list[str]
+    stats: st.Stats
+
+
+def bucket_of(event_id: str, buckets: int) -> int:
+    """Stable bucket of an event id (Python's hash() differs between worker processes)."""
+    return zlib.crc32(event_id.encode()) % buckets
+
+
+def split_by_bucket(table: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Table]]:
+    """(bucket, rows) for each bucket present in the table."""
+    if table.num_rows == 0:
+        return
+    keys = np.fromiter(
+        (bucket_of(e, buckets) for e in table.column("event_id").to_pylist()),
+        dtype=np.int32,
+        count=table.num_rows,
+    )
+    for bucket in np.unique(keys):
+        yield int(bucket), table.filter(pa.array(keys == bucket))
+
+
+def split_by_partition(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Table]]:
+    """((channel, ISO event_date), rows) for each Hive partition present in the table; the key
+    is plain strings so Beam can encode it deterministically for the GroupByKey."""
+    if table.num_rows == 0:
+        return
+    keys = pa.table({"channel": table["channel"], "event_date": table["event_date"]})
+    for group in keys.group_by(["channel", "event_date"]).aggregate([]).to_pylist():
+        mask = pc.and_(
+            pc.equal(table["channel"], group["channel"]),
+            pc.equal(table["event_date"], pa.scalar(group["event_date"], pa.date32())),
+        )
+        yield (group["channel"], group["event_date"].isoformat()), table.filter(mask)
+
+
+def deduplicate(table: pa.Table) -> Deduplicated:
+    """Keep the first row of each event_id; count exact redeliveries; set conflicts apart."""
+    stats: st.Stats = Counter()
+    if table.num_rows == 0:
+        return Deduplicated(table, table, [], stats)
+    ordered = table.sort_by(ORDER)
+    ids = ordered["event_id"].combine_chunks()
+    n = len(ids)
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        first[1:] = ~pc.equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    winner_index = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    hashes = ordered["record_hash"].combine_chunks()
+    winner_hashes = hashes.take(pa.array(winner_index))
+    same = pc.equal(hashes, winner_hashes).to_numpy(zero_copy_only=False)
+    duplicate = ~first & same
+    conflict = ~first & ~same
+    for channel in ordered["channel"].filter(pa.array(duplicate)).to_pylist():
+        stats[st.duplicate_key(channel, "in_input")] += 1
+    conflicts = ordered.filter(pa.array(conflict))
+    return Deduplicated(
+        ordered.filter(pa.array(first)),
+        conflicts,
+        winner_hashes.filter(pa.array(conflict)).to_pylist(),
+        stats,
+    )
+
+
+def against_existing(
+    table: pa.Table, existing_ids: pa.Array, existing_hashes: pa.Array
+) -> Deduplicated:
+    """Drop rows already written by an earlier run: same content is a duplicate, else a conflict."""
+    stats: st.Stats = Counter()
+    if table.num_rows == 0 or len(existing_ids) == 0:
+        return Deduplicated(table, table.slice(0, 0), [], stats)
+    position = pc.index_in(table["event_id"], value_set=existing_ids)
+    seen = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    if not seen.any():
+        return Deduplicated(table, table.slice(0, 0), [], stats)
+    earlier_hash = existing_hashes.take(position)
+    same = pc.equal(table["record_hash"], earlier_hash).to_numpy(zero_copy_only=False)
+    same = np.where(seen, same, False)
+    for channel in table["channel"].filter(pa.array(seen & same)).to_pylist():
+        stats[st.duplicate_key(channel, "in_output")] += 1
+    conflict = seen & ~same
+    return Deduplicated(
+        table.filter(pa.array(~seen)),
+        table.filter(pa.array(conflict)),
+        earlier_hash.filter(pa.array(conflict)).to_pylist(),
+        stats,
+    )
+
+
+def conflict_rejections(result: Deduplicated) -> Iterator[RejectedInput]:
+    """Rejections for conflicting rows: the normalised row itself (already free of CPR and card
+    number) stands in for the raw input, which is not kept after validation."""
+    rows = result.conflicts.to_pylist()
+    for row, winner_hash in zip(rows, result.conflict_winner_hash, strict=True):
+        reason = (
+            f"event_id {row['event_id']} was already accepted with different content "
+            f"(record_hash {winner_hash}, this one {row['record_hash']}); the first in input "
+            "order is kept"
+        )
+        rejection = Rejection(
+            RejectCode.DUPLICATE_CONFLICT, reason, "deduplicate", row["channel"], row["event_id"]
+        )
+        yield RejectedInput(
+            rejection,
+            orjson.dumps(row, default=str),
+            row["source_file"],
+            row["source_line"],
+            row["source_message_id"],
+        )

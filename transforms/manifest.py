@@ -1,0 +1,110 @@
+"""The run manifest: what came in, what went where, and proof that the numbers add up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from schemas.enums import Channel
+from schemas.money import format_bhd
+from schemas.records import SCHEMA_VERSION
+from transforms import stats as st
+
+CHANNELS = [c.value for c in Channel]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    input_key: str
+    pipeline: str
+    output_root: str
+    started_at: str
+    inputs: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, Any]:
+    read = stats.get(st.read_key(channel), 0)
+    accepted = stats.get(st.accepted_key(channel), 0)
+    rejected = sum(v for k, v in stats.items() if k.startswith(f"rejected:{channel}:"))
+    duplicates = sum(v for k, v in stats.items() if k.startswith(f"duplicates:{channel}:"))
+    amounts = {
+        key.split(":")[2]: format_bhd(value)
+        for key, value in stats.items()
+        if key.startswith(f"accepted_fils:{channel}:")
+    }
+    return {
+        "read": read,
+        "accepted": accepted,
+        "rejected": rejected,
+        "duplicates": duplicates,
+        "reconciles": read == accepted + rejected + duplicates,
+        "amount_bhd_by_status": dict(sorted(amounts.items())),
+    }
+
+
+def build_manifest(
+    info: RunInfo,
+    stats: Mapping[str, int],
+    files_written: list[str],
+    files_removed: list[str],
+) -> dict[str, Any]:
+    """The manifest as a JSON-ready dict; `reconciles` is read == accepted + rejected + dups."""
+    by_channel = {
+        channel: _channel_counts(stats, channel)
+        for channel in [*CHANNELS, st.UNKNOWN_CHANNEL]
+        if stats.get(st.read_key(channel), 0) or channel != st.UNKNOWN_CHANNEL
+    }
+    totals = {
+        name: sum(c[name] for c in by_channel.values())
+        for name in ("read", "accepted", "rejected", "duplicates")
+    }
+    return {
+        "run_id": info.run_id,
+        "pipeline": info.pipeline,
+        "schema_version": SCHEMA_VERSION,
+        "input_key": info.input_key,
+        "output_root": info.output_root,
+        "started_at": info.started_at,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [{"path": p, "bytes": s} for p, s in info.inputs],
+        "counts": {**totals, "blank_lines_skipped": stats.get(st.BLANK_LINES, 0)},
+        "reconciles": totals["read"]
+        == totals["accepted"] + totals["rejected"] + totals["duplicates"]
+        and all(c["reconciles"] for c in by_channel.values()),
+        "by_channel": by_channel,
+        "rejected_by_reason": st.sum_by(stats, "rejected", 2),
+        "duplicates_by_kind": st.sum_by(stats, "duplicates", 2),
+        "warnings": st.sum_by(stats, "warning", 2),
+        "files_written": sorted(files_written),
+        "files_removed": sorted(files_removed),
+        "stats": dict(sorted(stats.items())),
+    }
+
+
+def run_info_dict(info: RunInfo) -> dict[str, Any]:
+    return asdict(info)
+
+
+def summary_table(manifest: Mapping[str, Any]) -> str:
+    """A fixed-width table of the run for the terminal, one row per channel and a total."""
+    header = f"{'channel':<11}{'read':>10}{'accepted':>10}{'rejected':>10}{'dups':>8}"
+    header += f"{'SUCCESS amount (BHD)':>22}"
+    lines = [header, "-" * len(header)]
+    for channel, c in manifest["by_channel"].items():
+        amount = c["amount_bhd_by_status"].get("SUCCESS", "0.000")
+        lines.append(
+            f"{channel:<11}{c['read']:>10,}{c['accepted']:>10,}{c['rejected']:>10,}"
+            f"{c['duplicates']:>8,}{amount:>22}"
+        )
+    t = manifest["counts"]
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'total':<11}{t['read']:>10,}{t['accepted']:>10,}{t['rejected']:>10,}"
+        f"{t['duplicates']:>8,}"
+    )
+    verdict = "yes" if manifest["reconciles"] else "NO - see the manifest's stats"
+    lines.append(f"read = accepted + rejected + duplicates: {verdict}")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Write one Hive partition of a run: merge with what earlier runs wrote, stage, and summarise.
+
+Nothing is written where readers look: files go to the run's staging folder and `commit`
+moves them into place only after every partition of the run has been staged.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+import pyarrow as pa
+
+from schemas import layout
+from schemas.arrow import payment_file_schema, payment_schema
+from transforms import stats as st
+from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, by_service, by_status
+from transforms.columnar import fils_from_decimal
+from transforms.dedup import against_existing
+from transforms.storage import list_files, read_parquet, write_parquet
+
+DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
+AGGREGATE_FILE = "aggregate.parquet"
+_EXISTING_COLUMNS = ["event_id", "record_hash", *AGGREGATE_INPUT_COLUMNS]
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    """Where a run writes, and the key that names its files (derived from its input)."""
+
+    root: str
+    run_id: str
+    input_key: str
+    max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    staged: str
+    final: str
+
+
+@dataclass
+class PartitionWrite:
+    """What staging one partition produced, for the commit step and the manifest."""
+
+    staged: list[StagedFile] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # own files of an earlier run, now superseded
+    conflicts: pa.Table | None = None
+    conflict_winner_hash: list[str] = field(default_factory=list)
+    stats: st.Stats = field(default_factory=Counter)
+
+
+def _existing(directory: str, input_key: str) -> tuple[pa.Table, list[str]]:
+    """Rows other inputs already wrote to a partition, and this input's own earlier files."""
+    others: list[str] = []
+    own: list[str] = []
+    for path in list_files(directory):
+        (own if layout.input_key_of(posixpath.basename(path)) == input_key else others).append(path)
+    schema = payment_schema()
+    empty = pa.schema([schema.field(c) for c in _EXISTING_COLUMNS]).empty_table()
+    tables = [read_parquet(p, _EXISTING_COLUMNS) for p in others]
+    return (pa.concat_tables([empty, *tables], promote_options="permissive")), own
+
+
+def _stage(table: pa.Table, final: str, settings: WriteSettings) -> StagedFile:
+    staged = layout.staged(settings.root, settings.run_id, final)
+    write_parquet(table, staged)
+    return StagedFile(staged, final)
+
+
+def write_partition(
+    channel: str, event_date: date, rows: pa.Table, settings: WriteSettings
+) -> PartitionWrite:
+    """Stage a partition's new rows and its recomputed aggregates; count what was accepted."""
+    directory = layout.payments_dir(settings.root, channel, event_date)
+    existing, own = _existing(directory, settings.input_key)
+    result = against_existing(
+        rows, existing["event_id"].combine_chunks(), existing["record_hash"].combine_chunks()
+    )
+    out = PartitionWrite(
+        conflicts=result.conflicts,
+        conflict_winner_hash=result.conflict_winner_hash,
+        stats=result.stats,
+    )
+    new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
+    file_rows = new.select(payment_file_schema().names)
+    written: set[str] = set()
+    for index, start in enumerate(range(0, new.num_rows, settings.max_rows_per_file)):
+        final = layout.join(directory, layout.part_name(settings.input_key, index))
+        chunk = file_rows.slice(start, settings.max_rows_per_file)
+        out.staged.append(_stage(chunk, final, settings))
+        written.add(final)
+    out.stale = [p for p in own if p not in written]
+
+    everything = pa.concat_tables(
+        [existing.select(AGGREGATE_INPUT_COLUMNS), new.select(AGGREGATE_INPUT_COLUMNS)]
+    )
+    for kind, aggregate in (("by_status", by_status), ("by_service", by_service)):
+        final = layout.join(
+            layout.aggregate_dir(settings.root, kind, channel, event_date), AGGREGATE_FILE
+        )
+        out.staged.append(_stage(aggregate(everything), final, settings))
+
+    out.stats[st.accepted_key(channel)] += new.num_rows
+    fils = fils_from_decimal(new["amount"])
+    for status, amount in zip(new["status"].to_pylist(), fils.tolist(), strict=True):
+        out.stats[st.accepted_fils_key(channel, status)] += amount
+    return out

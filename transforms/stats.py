@@ -1,0 +1,70 @@
+"""Run statistics as plain data: counted by each step, summed across workers, reconciled.
+
+Beam counters are also kept, but they are best-effort (and under-count in streaming on the
+DirectRunner), so the manifest is built from these values, which travel with the data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import apache_beam as beam
+
+UNKNOWN_CHANNEL = "unknown"
+
+Stats = Counter[str]
+
+
+def read_key(channel: str) -> str:
+    return f"read:{channel}"
+
+
+def accepted_key(channel: str) -> str:
+    return f"accepted:{channel}"
+
+
+def accepted_fils_key(channel: str, status: str) -> str:
+    return f"accepted_fils:{channel}:{status}"
+
+
+def rejected_key(channel: str, code: str) -> str:
+    return f"rejected:{channel}:{code}"
+
+
+def duplicate_key(channel: str, kind: str) -> str:
+    """kind: `in_input` (redelivered within this run) or `in_output` (already written before)."""
+    return f"duplicates:{channel}:{kind}"
+
+
+def warning_key(channel: str, warning: str) -> str:
+    return f"warning:{channel}:{warning}"
+
+
+BLANK_LINES = "blank_lines_skipped"
+
+
+def merge(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Sum statistics from many bundles into one mapping, keys sorted for stable output."""
+    total: Stats = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(sorted(total.items()))
+
+
+def sum_by(stats: Mapping[str, int], prefix: str, position: int) -> dict[str, int]:
+    """Totals of the keys starting with `prefix`, grouped by the colon-separated field at
+    `position` (e.g. rejected counts by channel or by code)."""
+    out: Stats = Counter()
+    for key, value in stats.items():
+        parts = key.split(":")
+        if parts[0] == prefix and len(parts) > position:
+            out[parts[position]] += value
+    return dict(sorted(out.items()))
+
+
+class MergeStats(beam.PTransform):  # type: ignore[misc]
+    """PCollection of partial stats -> a single merged stats dict (empty input gives {})."""
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return pcoll | "SumStats" >> beam.CombineGlobally(merge)

@@ -1,0 +1,113 @@
+"""Parse and validate one raw event: a typed raw model, or a rejection that says why not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.enums import RejectCode
+from schemas.raw import RAW_EVENT, KioskEvent, MobileAppEvent, PortalEvent
+
+RawModel = PortalEvent | MobileAppEvent | KioskEvent
+
+# A payment event is a few hundred bytes; a line this long is a broken producer, and parsing
+# it would only cost memory.
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+_MAX_REASONS = 3
+
+_TYPE_CODES: dict[str, RejectCode] = {
+    "missing": RejectCode.MISSING_FIELD,
+    "union_tag_invalid": RejectCode.UNKNOWN_CHANNEL,
+    "union_tag_not_found": RejectCode.UNKNOWN_CHANNEL,
+    "enum": RejectCode.INVALID_VALUE,
+    "literal_error": RejectCode.INVALID_VALUE,
+    "string_too_short": RejectCode.INVALID_VALUE,
+    "string_too_long": RejectCode.INVALID_VALUE,
+    "greater_than_equal": RejectCode.INVALID_VALUE,
+    "timezone_aware": RejectCode.INVALID_TIMESTAMP,
+    "datetime_from_date_parsing": RejectCode.INVALID_TIMESTAMP,
+    "datetime_parsing": RejectCode.INVALID_TIMESTAMP,
+}
+_OWN_CODES = {code.value: code for code in RejectCode}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an event was refused: one code from `RejectCode` and a sentence for a person."""
+
+    code: RejectCode
+    reason: str
+    step: str
+    channel: str | None = None
+    event_id: str | None = None
+
+
+def _code_of(error_type: str) -> RejectCode:
+    own = _OWN_CODES.get(error_type)
+    if own is not None:
+        return own
+    mapped = _TYPE_CODES.get(error_type)
+    if mapped is not None:
+        return mapped
+    if error_type.endswith("_type") or error_type.endswith("_parsing"):
+        return RejectCode.WRONG_TYPE
+    return RejectCode.INVALID_VALUE
+
+
+def _unparseable(payload: bytes) -> Rejection:
+    """Tell invalid UTF-8, excessive nesting and other malformed JSON apart."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Rejection(RejectCode.INVALID_UTF8, f"not UTF-8 at byte {err.start}", "parse")
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError as err:
+        if "depth" in str(err) or "recursion" in str(err):
+            return Rejection(RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", "parse")
+        return Rejection(RejectCode.MALFORMED_JSON, f"malformed JSON: {err}", "parse")
+    # orjson took it, pydantic's parser did not: its nesting limit is the lower one.
+    return Rejection(RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", "parse")
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:_MAX_REASONS]:
+        # The first element of loc is the union branch (the channel); the rest is the field.
+        loc = ".".join(str(p) for p in error["loc"][1:]) or "event"
+        parts.append(f"{loc}: {error['msg']}")
+    more = len(errors) - _MAX_REASONS
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _rejection_from(err: ValidationError, payload: bytes) -> Rejection:
+    errors = err.errors(include_url=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return _unparseable(payload)
+    if first["type"] in ("model_attributes_type", "dict_type") and not first["loc"]:
+        return Rejection(RejectCode.NOT_AN_OBJECT, "an event must be a JSON object", "parse")
+    channel = first["loc"][0] if first["loc"] else None
+    return Rejection(
+        _code_of(first["type"]),
+        _describe(errors),
+        "validate",
+        channel=str(channel) if channel is not None else None,
+    )
+
+
+def parse_event(payload: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> RawModel | Rejection:
+    """A validated raw event of any channel, or the reason it cannot be one."""
+    if len(payload) > max_bytes:
+        return Rejection(
+            RejectCode.LINE_TOO_LONG,
+            f"event of {len(payload)} bytes exceeds the limit of {max_bytes}",
+            "parse",
+        )
+    try:
+        return RAW_EVENT.validate_json(payload)
+    except ValidationError as err:
+        return _rejection_from(err, payload)
