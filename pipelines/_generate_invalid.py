@@ -72,6 +72,10 @@ def _fils(event: Event, channel: Channel) -> int:
     return int(whole) * 1000 + int(frac)
 
 
+def _text(fils: int, sign: str = "") -> str:
+    return f"{sign}{fils // 1000}.{fils % 1000:03d}"
+
+
 def _dump(event: Event, raw: bytes = b"") -> bytes:
     return orjson.dumps(event).replace(f'"{_RAW}"'.encode(), raw)
 
@@ -130,7 +134,7 @@ def _huge_line(event: Event, ch: Channel, _rng: random.Random) -> bytes:
 
 def _amount_4_decimals(event: Event, ch: Channel, rng: random.Random) -> bytes:
     fils = _fils(event, ch)
-    text = f"{fils // 1000}.{fils % 1000:03d}{rng.randrange(1, 10)}"
+    text = f"{_text(fils)}{rng.randrange(1, 10)}"
     return _amount(event, ch, fils + rng.randrange(1, 10) / 10, text)  # 12500.1 fils = 12.5001
 
 
@@ -149,7 +153,7 @@ def _zero_amount(event: Event, ch: Channel, _rng: random.Random) -> bytes:
 
 def _negative_amount(event: Event, ch: Channel, _rng: random.Random) -> bytes:
     fils = _fils(event, ch)
-    return _amount(event, ch, -fils, f"-{fils // 1000}.{fils % 1000:03d}")
+    return _amount(event, ch, -fils, _text(fils, "-"))
 
 
 def _wrong_currency(event: Event, ch: Channel, rng: random.Random) -> bytes:
@@ -211,6 +215,15 @@ def make_invalid(kind: str, event: Event, rng: random.Random) -> bytes:
     """One invalid line (no newline) of `kind`, made from a copy of a well-formed `event`."""
     channel = Channel(event["channel"])
     return _MAKERS[kind](copy.deepcopy(event), channel, rng)
+
+
+def make_conflict(line: bytes, fils: int, rng: random.Random) -> bytes:
+    """The same event (same id) with its amount raised by 1-9 BHD: a contradicting redelivery."""
+    event = orjson.loads(line)
+    channel = Channel(event["channel"])
+    new_fils = fils + 1000 * rng.randint(1, 9)
+    _set(event, _AMOUNT_PATH[channel], new_fils if channel is Channel.PORTAL else _text(new_fils))
+    return orjson.dumps(event)
 
 
 def luhn_pan(rng: random.Random) -> str:

@@ -20,91 +20,85 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
+from itertools import accumulate
 from typing import Any
 
 import orjson
 
-from pipelines._generate_invalid import INVALID_KINDS, kinds_for, luhn_pan, make_invalid
+from pipelines import _generate_invalid as defects
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.enums import Channel, PaymentStatus
 
 Event = dict[str, Any]
 TOTALS_FILE = "_generator_totals.json"  # not *.jsonl, so input globs never pick it up
-# Published H1 2017 successful payments: (count, amount in fils) per channel (domain.md).
-PUBLISHED_H1_2017: dict[Channel, tuple[int, int]] = {
-    Channel.PORTAL: (411_000, 28_000_000_000),
-    Channel.MOBILE_APP: (50_000, 2_500_000_000),
-    Channel.KIOSK: (6_000, 152_000_000),
-}
 H1_2017_START, H1_2017_DAYS = date(2017, 1, 1), 181
-SUCCESS_RAW = {Channel.PORTAL: "PAID", Channel.MOBILE_APP: "success", Channel.KIOSK: "OK"}
-# Unsuccessful outcomes come on top of the published (successful) payments, per success.
-EXTRA_RAW_RATES: dict[Channel, dict[str, float]] = {
-    Channel.PORTAL: {"DECLINED": 0.04, "REFUNDED": 0.01},
-    Channel.MOBILE_APP: {"failure": 0.04, "refund": 0.01},
-    Channel.KIOSK: {"DECLINED": 0.04, "CANCELLED": 0.02, "REFUNDED": 0.01},
-}
-S, F, C, R = (PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.CANCELLED,
-              PaymentStatus.REFUNDED)  # fmt: skip
-NORMALISED = {"PAID": S, "success": S, "OK": S, "DECLINED": F, "failure": F, "CANCELLED": C,
-              "REFUNDED": R, "refund": R}  # fmt: skip
+_P, _M, _K = Channel.PORTAL, Channel.MOBILE_APP, Channel.KIOSK
+_S, _F, _C, _R = (PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.CANCELLED,
+                  PaymentStatus.REFUNDED)  # fmt: skip
 
+# fmt: off
+# Published H1 2017 *successful* payments per channel: (count, amount in fils) (domain.md).
+PUBLISHED_H1_2017: dict[Channel, tuple[int, int]] = {
+    _P: (411_000, 28_000_000_000), _M: (50_000, 2_500_000_000), _K: (6_000, 152_000_000)}
+SUCCESS_RAW = {_P: "PAID", _M: "success", _K: "OK"}
+# Unsuccessful outcomes come on top of the published payments, as a fraction of successes.
+EXTRA_RAW_RATES: dict[Channel, dict[str, float]] = {
+    _P: {"DECLINED": 0.04, "REFUNDED": 0.01},
+    _M: {"failure": 0.04, "refund": 0.01},
+    _K: {"DECLINED": 0.04, "CANCELLED": 0.02, "REFUNDED": 0.01}}
+NORMALISED = {"PAID": _S, "success": _S, "OK": _S, "DECLINED": _F, "failure": _F,
+              "CANCELLED": _C, "REFUNDED": _R, "refund": _R}
 # Bahrain works Sunday to Thursday; Friday and Saturday are the weekend (Mon=0 .. Sun=6).
 _WEEKDAY_WEIGHT = (1.10, 1.10, 1.10, 1.05, 0.55, 0.75, 1.15)
-_HOLIDAY_WEIGHT = {date(2017, 1, 1): 0.5, date(2017, 5, 1): 0.6, date(2017, 6, 25): 0.4,
-                   date(2017, 6, 26): 0.5, date(2017, 6, 27): 0.7}  # fmt: skip  (Eid al-Fitr)
-# Bahrain-time hourly rhythm: quiet 01-06, late-morning and evening peaks, never zero at night.
+_HOLIDAY_WEIGHT = {date(2017, 1, 1): 0.5, date(2017, 5, 1): 0.6,  # New Year, Labour Day
+                   date(2017, 6, 25): 0.4, date(2017, 6, 26): 0.5, date(2017, 6, 27): 0.7}  # Eid
+# Hourly rhythm in Bahrain time: quiet 01-06, late-morning and evening peaks, never zero.
 _HOURLY: dict[Channel, tuple[float, ...]] = {
-    Channel.PORTAL: (2.2, 1.2, 0.7, 0.4, 0.3, 0.4, 1.0, 2.5, 5.0, 7.5, 8.5, 9.0,
-                     8.5, 7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.0, 7.5, 7.0, 5.5, 3.8),
-    Channel.MOBILE_APP: (3.0, 1.8, 1.0, 0.5, 0.3, 0.4, 1.0, 2.5, 4.5, 6.0, 7.0, 7.5,
-                         7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.5, 8.5, 9.0, 8.5, 6.5, 4.5),
-    Channel.KIOSK: (1.2, 0.6, 0.4, 0.1, 0.1, 0.1, 0.3, 1.5, 5.0, 8.0, 9.0, 9.0,
-                    8.0, 6.0, 5.0, 5.0, 6.0, 7.0, 8.0, 8.5, 8.5, 7.5, 5.0, 2.5),
-}  # fmt: skip
-# Relative popularity; catalogue codes not listed weigh 1. Traffic dominates portal and apps,
-# vehicle registration renewal is the kiosks' largest service (domain.md).
+    _P: (2.2, 1.2, 0.7, 0.4, 0.3, 0.4, 1.0, 2.5, 5.0, 7.5, 8.5, 9.0,
+         8.5, 7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.0, 7.5, 7.0, 5.5, 3.8),
+    _M: (3.0, 1.8, 1.0, 0.5, 0.3, 0.4, 1.0, 2.5, 4.5, 6.0, 7.0, 7.5,
+         7.0, 6.0, 5.5, 5.5, 6.0, 6.5, 7.5, 8.5, 9.0, 8.5, 6.5, 4.5),
+    _K: (1.2, 0.6, 0.4, 0.1, 0.1, 0.1, 0.3, 1.5, 5.0, 8.0, 9.0, 9.0,
+         8.0, 6.0, 5.0, 5.0, 6.0, 7.0, 8.0, 8.5, 8.5, 7.5, 5.0, 2.5)}
+# Relative popularity; catalogue codes not listed weigh 1. Traffic fines dominate portal and
+# apps; vehicle registration renewal is the kiosks' largest service (domain.md).
 _SERVICE_WEIGHTS: dict[Channel, dict[str, float]] = {
-    Channel.PORTAL: {
-        "GDT-FINE": 30, "VEH-REG-RENEW": 8, "EWA-BILL": 6, "CR-RENEW": 8, "LMRA-WORK-PERMIT": 8,
-        "MOJ-COURT-FEE": 6, "CUSTOMS-DUTY": 5, "RP-RENEW": 5, "ID-CARD-RENEW": 5,
-        "HOUSING-INSTALMENT": 5, "GDT-DL-RENEW": 4, "GDT-DRV-SCHOOL": 4, "BIRTH-CERT": 3,
-        "PASSPORT-RENEW": 3, "VISA-EVISA": 3, "GDT-DRV-TEST": 2, "VEH-OWNER-TRANSFER": 2,
-        "MOH-EXPAT-MEDICAL": 2, "HOUSING-RENT": 2, "CR-NEW": 1.5, "CR-AMEND": 1.5,
-        "GDT-DL-ISSUE": 1.5, "MOJ-NOTARY": 1.5, "EWA-CONNECT": 1, "DEATH-CERT": 0.5,
-        "VEH-PLATE-REPLACE": 0.5, "CD-PLAN-APPROVAL": 0.5, "MOE-CERT": 0.5, "MOE-CERT-EQUIV": 0.5,
-        "SLRB-TITLE-DEED": 0.8, "MYS-FACILITY-BOOK": 0.8, "MYS-YOUTH-CENTRE": 0.4,
-        "PASSPORT-LOST": 0.3, "NHRA-LICENCE": 0.3, "GTS-COURSE": 0.3, "MTT-VESSEL-REG": 0.3,
-        "MTT-TAXI-PERMIT": 0.3, "RERA-BROKER-LICENCE": 0.2, "SCE-ENV-PERMIT": 0.2,
-    },
-    Channel.MOBILE_APP: {
-        "GDT-FINE": 45, "EWA-BILL": 22, "HOUSING-INSTALMENT": 8, "VEH-REG-RENEW": 6,
-        "GDT-DRV-SCHOOL": 5, "MOJ-COURT-FEE": 5, "GDT-DL-RENEW": 3, "ID-CARD-RENEW": 3,
-        "HOUSING-RENT": 3, "GDT-DRV-TEST": 2, "PASSPORT-RENEW": 2,
-    },
-    Channel.KIOSK: {
-        "VEH-REG-RENEW": 55, "GDT-FINE": 10, "EWA-BILL": 10, "MOE-TRANSCRIPT": 10, "MOE-CERT": 5,
-        "ID-CARD-RENEW": 4, "GDT-DL-RENEW": 4,
-    },
-}
-_SIGMA = 0.3  # spread of an amount around its service's typical fee (log-normal, mean 1)
-_KIOSKS = (("KSK-001", "Isa Town", 8), ("KSK-002", "Isa Town", 6), ("KSK-003", "Muharraq", 5),
-           ("KSK-004", "Muharraq", 3), ("KSK-005", "Seef Mall", 5), ("KSK-006", "City Centre Bahrain", 5),
-           ("KSK-007", "Sitra", 3), ("KSK-008", "Hamad Town", 4), ("KSK-009", "Riffa", 4),
-           ("KSK-010", "Budaiya", 2), ("KSK-011", "Bahrain Mall", 3), ("KSK-012", "Manama", 4),
-           ("KSK-013", "Juffair", 2), ("KSK-014", "Galali", 1), ("KSK-015", "Aali", 2),
-           ("KSK-016", "Zallaq", 1), ("KSK-017", "Isa Town", 4), ("KSK-018", "مدينة حمد", 2),
-           ("KSK-019", "الرفاع", 2))  # fmt: skip  (two old kiosks report Arabic site names)
-_APP_BY_ENTITY = {"GDT": "traffic", "EWA": "ewa", "MOHO": "housing", "MOJ": "moj",
-                  "IGA": "iga", "NPRA": "npra", "MYS": "youth-sports", "MTT": "bahrain-post"}  # fmt: skip
+    _P: {"GDT-FINE": 30, "VEH-REG-RENEW": 8, "CR-RENEW": 8, "LMRA-WORK-PERMIT": 8,
+         "EWA-BILL": 6, "MOJ-COURT-FEE": 6, "CUSTOMS-DUTY": 5, "RP-RENEW": 5,
+         "ID-CARD-RENEW": 5, "HOUSING-INSTALMENT": 5, "GDT-DL-RENEW": 4, "GDT-DRV-SCHOOL": 4,
+         "BIRTH-CERT": 3, "PASSPORT-RENEW": 3, "VISA-EVISA": 3, "GDT-DRV-TEST": 2,
+         "VEH-OWNER-TRANSFER": 2, "MOH-EXPAT-MEDICAL": 2, "HOUSING-RENT": 2, "CR-NEW": 1.5,
+         "CR-AMEND": 1.5, "GDT-DL-ISSUE": 1.5, "MOJ-NOTARY": 1.5, "SLRB-TITLE-DEED": 0.8,
+         "MYS-FACILITY-BOOK": 0.8, "DEATH-CERT": 0.5, "VEH-PLATE-REPLACE": 0.5,
+         "CD-PLAN-APPROVAL": 0.5, "MOE-CERT": 0.5, "MOE-CERT-EQUIV": 0.5,
+         "MYS-YOUTH-CENTRE": 0.4, "PASSPORT-LOST": 0.3, "NHRA-LICENCE": 0.3, "GTS-COURSE": 0.3,
+         "MTT-VESSEL-REG": 0.3, "MTT-TAXI-PERMIT": 0.3, "RERA-BROKER-LICENCE": 0.2,
+         "SCE-ENV-PERMIT": 0.2},
+    _M: {"GDT-FINE": 45, "EWA-BILL": 22, "HOUSING-INSTALMENT": 8, "VEH-REG-RENEW": 6,
+         "GDT-DRV-SCHOOL": 5, "MOJ-COURT-FEE": 5, "GDT-DL-RENEW": 3, "ID-CARD-RENEW": 3,
+         "HOUSING-RENT": 3, "GDT-DRV-TEST": 2, "PASSPORT-RENEW": 2},
+    _K: {"VEH-REG-RENEW": 55, "GDT-FINE": 10, "EWA-BILL": 10, "MOE-TRANSCRIPT": 10,
+         "MOE-CERT": 5, "ID-CARD-RENEW": 4, "GDT-DL-RENEW": 4}}
+_SIGMA = 0.3  # log-normal spread of an amount around its service's typical fee (mean 1)
+_MAX_DAY_FIT = 0.15  # most a day's successful amounts are stretched to track the plan
+_KIOSKS = (  # (id, site, relative traffic); two old kiosks report Arabic site names
+    ("KSK-001", "Isa Town", 8), ("KSK-002", "Isa Town", 6), ("KSK-003", "Muharraq", 5),
+    ("KSK-004", "Muharraq", 3), ("KSK-005", "Seef Mall", 5), ("KSK-006", "City Centre Bahrain", 5),
+    ("KSK-007", "Sitra", 3), ("KSK-008", "Hamad Town", 4), ("KSK-009", "Riffa", 4),
+    ("KSK-010", "Budaiya", 2), ("KSK-011", "Bahrain Mall", 3), ("KSK-012", "Manama", 4),
+    ("KSK-013", "Juffair", 2), ("KSK-014", "Galali", 1), ("KSK-015", "Aali", 2),
+    ("KSK-016", "Zallaq", 1), ("KSK-017", "Isa Town", 4), ("KSK-018", "مدينة حمد", 2),
+    ("KSK-019", "الرفاع", 2))
+_APP_BY_ENTITY = {"GDT": "traffic", "EWA": "ewa", "MOHO": "housing", "MOJ": "moj", "IGA": "iga",
+                  "NPRA": "npra", "MYS": "youth-sports", "MTT": "bahrain-post"}
 _APP_VERSIONS = ("4.2.1", "4.2.1", "4.2.0", "4.1.7", "3.9.2")
 _OSES, _OS_CUM = ("ios", "android", "huawei"), (46, 92, 100)
 _APP_METHODS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "ios": (("APPLE_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (40, 65, 90, 100)),
     "android": (("GOOGLE_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (30, 60, 88, 100)),
-    "huawei": (("HUAWEI_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (30, 65, 90, 100)),
-}
+    "huawei": (("HUAWEI_PAY", "BENEFIT_PAY", "DEBIT_CARD", "CREDIT_CARD"), (30, 65, 90, 100))}
 _PORTAL_METHODS, _PORTAL_CUM = ("DEBIT_CARD", "CREDIT_CARD", "BENEFIT_PAY"), (60, 85, 100)
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,7 @@ class GeneratorConfig:
         if self.days < 1 or self.scale <= 0:
             raise ValueError("days must be >= 1 and scale > 0")
         rates = (self.invalid_rate, self.duplicate_rate, self.conflict_rate, self.late_rate)
-        if not all(0 <= r <= 1 for r in (*rates, self.full_pan_rate)):
+        if not all(0 <= rate <= 1 for rate in (*rates, self.full_pan_rate)):
             raise ValueError("rates must be fractions between 0 and 1")
 
     @property
@@ -136,15 +130,13 @@ class GeneratorConfig:
 
 PROFILES: dict[str, GeneratorConfig] = {
     "sample": GeneratorConfig(),
-    "h1-2017": GeneratorConfig(start=H1_2017_START, days=H1_2017_DAYS, scale=1.0,
-                               invalid_rate=0, duplicate_rate=0, conflict_rate=0, late_rate=0,
-                               full_pan_rate=0),
-}  # fmt: skip
+    "h1-2017": GeneratorConfig(H1_2017_START, H1_2017_DAYS, 1.0, 2017, 0, 0, 0, 0, 0),
+}
 
 
 @dataclass(frozen=True)
 class DayPlan:
-    """What one channel must deliver for one Bahrain day: counts per raw status, success fils."""
+    """What one channel delivers for one Bahrain day: counts per raw status, success fils."""
 
     statuses: dict[str, int]
     success_amount_fils: int
@@ -161,10 +153,11 @@ def _h1_weight_sum() -> float:
 
 
 def plan(config: GeneratorConfig) -> dict[date, dict[Channel, DayPlan]]:
-    """The exact daily plan, without generating anything (so calibration is testable fast).
+    """The daily plan, computed without generating anything, so calibration tests are instant.
 
-    Counts and amounts are rounded cumulatively from the first day, so a window's totals are
-    the rounded expectation: at scale 1 over H1 2017 exactly the published figures.
+    Counts are exact (the generator writes precisely these); rounding is cumulative from the
+    first day, so at scale 1 over H1 2017 the totals are exactly the published figures. The
+    written success amount of a day stays within ±15% of its plan, the window's total exact.
     """
     result: dict[date, dict[Channel, DayPlan]] = {day: {} for day in config.dates}
     for channel in Channel:
@@ -181,6 +174,10 @@ def plan(config: GeneratorConfig) -> dict[date, dict[Channel, DayPlan]]:
             result[day][channel] = DayPlan(statuses, fils)
             previous = cumulative
     return result
+
+
+def _masked(last4: int) -> str:
+    return f"************{last4:04d}"
 
 
 def _bhd(fils: int) -> str:
@@ -208,44 +205,45 @@ class _Valid:
     event_date: date
 
 
-def _money() -> dict[str, Any]:
-    return {"count": 0, "fils": 0}
-
-
 @dataclass
 class _Totals:
     """The generator's ground truth, accumulated while writing."""
 
-    by_status: dict[tuple[Channel, PaymentStatus], dict[str, Any]] = field(
-        default_factory=lambda: defaultdict(_money))
-    by_date: dict[tuple[date, Channel, PaymentStatus], dict[str, Any]] = field(
-        default_factory=lambda: defaultdict(_money))  # fmt: skip
-    invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INVALID_KINDS, 0))
+    money: dict[tuple[date, Channel, PaymentStatus], list[int]] = field(  # [count, fils]
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
+    invalid: dict[str, int] = field(default_factory=lambda: dict.fromkeys(defects.INVALID_KINDS, 0))
     files: dict[str, int] = field(default_factory=dict)
-    valid = duplicates = conflicts = late = full_pan = 0
+    valid: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    late: int = 0
+    full_pan: int = 0
 
     def record(self, valid: _Valid, channel: Channel, late: bool) -> None:
-        for money in (self.by_status[channel, valid.status],
-                      self.by_date[valid.event_date, channel, valid.status]):  # fmt: skip
-            money["count"] += 1
-            money["fils"] += valid.fils
+        money = self.money[valid.event_date, channel, valid.status]
+        money[0] += 1
+        money[1] += valid.fils
         self.valid += 1
         self.late += late
-        self.full_pan += channel is Channel.KIOSK and not valid.event["card"].startswith("*")
+        self.full_pan += channel is _K and not valid.event["card"].startswith("*")
+
+    def _sum(self, days: list[date], channel: Channel, status: PaymentStatus) -> dict[str, Any]:
+        pairs = [self.money.get((day, channel, status), [0, 0]) for day in days]
+        return {"count": sum(p[0] for p in pairs), "amount": _bhd(sum(p[1] for p in pairs))}
 
     def as_dict(self, config: GeneratorConfig) -> dict[str, Any]:
-        def money(m: dict[str, Any]) -> dict[str, Any]:
-            return {"count": m["count"], "amount": _bhd(m["fils"])}
-
-        by_date: dict[str, Any] = {}
-        for day in config.dates:
-            by_date[day.isoformat()] = {
-                ch.value: {st.value: money(self.by_date[day, ch, st]) for st in PaymentStatus}
+        """The totals file's content (see `generate`); amounts are 3-decimal strings."""
+        days = config.dates
+        by_date = {
+            day.isoformat(): {
+                ch.value: {st.value: self._sum([day], ch, st) for st in PaymentStatus}
                 for ch in Channel
             }
+            for day in days
+        }
         return {
-            "config": {**asdict(config), "start": config.start.isoformat(),
-                       "end": config.dates[-1].isoformat()},
+            "config": {**asdict(config), "start": days[0].isoformat(), "end": days[-1].isoformat()},
             "lines_written": sum(self.files.values()),
             "valid_events": self.valid,
             "invalid_lines": sum(self.invalid.values()),
@@ -253,14 +251,18 @@ class _Totals:
             "conflict_lines": self.conflicts,
             "late_events": self.late,
             "full_pan_kiosk_events": self.full_pan,
-            "invalid_by_kind": self.invalid,
-            "by_channel_status": {ch.value: {st.value: money(self.by_status[ch, st])
-                                             for st in PaymentStatus} for ch in Channel},
-            "by_event_date_channel": {d: {ch: sum(s["count"] for s in v.values())
-                                          for ch, v in chans.items()} for d, chans in by_date.items()},
+            "invalid_by_kind": dict(self.invalid),
+            "by_channel_status": {
+                ch.value: {st.value: self._sum(days, ch, st) for st in PaymentStatus}
+                for ch in Channel
+            },
+            "by_event_date_channel": {
+                day: {ch: sum(m["count"] for m in st.values()) for ch, st in chans.items()}
+                for day, chans in by_date.items()
+            },
             "by_event_date_channel_status": by_date,
-            "files": self.files,
-        }  # fmt: skip
+            "files": dict(self.files),
+        }
 
 
 class _Generator:
@@ -269,28 +271,31 @@ class _Generator:
     def __init__(self, config: GeneratorConfig, catalogue: Catalogue) -> None:
         self.cfg, self.rng, self.catalogue = config, random.Random(config.seed), catalogue
         self.plan, self.last_day = plan(config), config.dates[-1]
-        self.tables = {ch: self._service_table(ch) for ch in Channel}
-        self.kiosk_cum = list(_cumulative([w for _, _, w in _KIOSKS]))
+        self.tables = {channel: self._service_table(channel) for channel in Channel}
+        self.kiosk_cum = list(accumulate(weight for _, _, weight in _KIOSKS))
         self.kiosk_seq = [10_000 + self.rng.randrange(90_000) for _ in _KIOSKS]
         self.portal_no: dict[date, int] = defaultdict(int)
         self.quotas: dict[tuple[str, Channel], float] = defaultdict(float)
+        self.planned_fils: dict[Channel, int] = defaultdict(int)
+        self.paid_fils: dict[Channel, int] = defaultdict(int)
         self.invalid_turn: dict[Channel, int] = defaultdict(int)
         self.late: dict[tuple[date, Channel], list[_Valid]] = defaultdict(list)
         self.carried: dict[tuple[date, Channel], list[bytes]] = defaultdict(list)
         self.totals = _Totals()
 
     def _service_table(self, channel: Channel) -> tuple[list[str], list[float], dict[str, float]]:
-        """Codes, cumulative weights and calibrated mean fils per code, for one channel.
+        """Codes, cumulative weights and mean fils per code, calibrated for one channel.
 
-        Fees are multiplied by one factor per channel so the expected mean payment equals the
-        published one; the per-day fit in `_amounts` then removes the sampling noise.
+        All fees of a channel are multiplied by one factor so that the expected mean payment is
+        the published one; `_amounts` then only has to absorb sampling noise.
         """
         codes = self.catalogue.codes_for(channel)
         weights = [_SERVICE_WEIGHTS[channel].get(code, 1.0) for code in codes]
-        fees = [float(self.catalogue.get(c).typical_fee_bhd) * 1000 for c in codes]  # type: ignore[union-attr]
+        fee_of = {s.code: float(s.typical_fee_bhd) * 1000 for s in self.catalogue.services}
+        mean_fee = sum(w * fee_of[c] for w, c in zip(weights, codes, strict=True)) / sum(weights)
         count, amount = PUBLISHED_H1_2017[channel]
-        factor = (amount / count) / (sum(w * f for w, f in zip(weights, fees)) / sum(weights))  # noqa: B905
-        return codes, list(_cumulative(weights)), {c: f * factor for c, f in zip(codes, fees)}  # noqa: B905
+        factor = amount / count / mean_fee
+        return codes, list(accumulate(weights)), {c: fee_of[c] * factor for c in codes}
 
     def _quota(self, name: str, channel: Channel, n: int, rate: float) -> int:
         """How many of `n` items get a treatment at `rate`, rounded cumulatively (no drift)."""
@@ -302,42 +307,59 @@ class _Generator:
         value = self.rng.randrange(60 * 12 * 100_000)  # YYMM of birth (1940-99), then 5 digits
         return f"{40 + value // 1_200_000:02d}{1 + value // 100_000 % 12:02d}{value % 100_000:05d}"
 
-    def _event(self, channel: Channel, day: date, sod: int, code: str, fils: int, raw: str) -> Event:
-        """One event in the channel's own shape, ids assigned in time order."""
-        rng = self.rng
-        service = self.catalogue.get(code)
+    def _event(self, ch: Channel, day: date, sod: int, code: str, fils: int, raw: str) -> Event:
+        """One event in the channel's own shape (contract.md), ids taken in time order."""
+        rng, service = self.rng, self.catalogue.get(code)
         entity = service.entity if service else "IGA"
-        if channel is Channel.PORTAL:
+        if ch is _P:
             self.portal_no[day] += 1
             if self.portal_no[day] > 999_999:
                 raise ValueError("scale too large: portal txn_id allows 999,999 per day")
-            method = rng.choices(_PORTAL_METHODS, cum_weights=_PORTAL_CUM)[0]
-            return {"channel": "portal",
-                    "txn_id": f"PTL-{day.year}-{day.timetuple().tm_yday:03d}{self.portal_no[day]:06d}",
+            txn_id = f"PTL-{day.year}-{day.timetuple().tm_yday:03d}{self.portal_no[day]:06d}"
+            # fmt: off
+            return {"channel": "portal", "txn_id": txn_id,
                     "service": {"code": code, "entity": entity}, "amount_fils": fils,
                     "currency": "BHD", "status": raw,
                     "paid_at": f"{day.isoformat()}T{_clock()[sod]}+03:00",
-                    "payer": {"cpr": self._cpr()}, "method": method,
-                    "gateway_ref": f"BNF{rng.randrange(10_000_000):07d}"}  # fmt: skip
-        if channel is Channel.MOBILE_APP:
+                    "payer": {"cpr": self._cpr()},
+                    "method": rng.choices(_PORTAL_METHODS, cum_weights=_PORTAL_CUM)[0],
+                    "gateway_ref": f"BNF{rng.randrange(10_000_000):07d}"}
+        if ch is _M:
             os_name = rng.choices(_OSES, cum_weights=_OS_CUM)[0]
             methods, cum = _APP_METHODS[os_name]
-            return {"channel": "mobile_app",
-                    "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "app": {"id": _APP_BY_ENTITY.get(entity, "egov"),
-                            "version": rng.choice(_APP_VERSIONS), "os": os_name},
-                    "service_code": code,
-                    "payment": {"amount": _bhd(fils), "currency": "BHD",
-                                "method": rng.choices(methods, cum_weights=cum)[0], "outcome": raw},
-                    "ts": _midnight_utc_ms(day) + sod * 1000 + rng.randrange(1000),
-                    "user": {"cpr": self._cpr()}}  # fmt: skip
+            return {
+                "channel": "mobile_app",
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "app": {
+                    "id": _APP_BY_ENTITY.get(entity, "egov"),
+                    "version": rng.choice(_APP_VERSIONS),
+                    "os": os_name,
+                },
+                "service_code": code,
+                "payment": {
+                    "amount": _bhd(fils),
+                    "currency": "BHD",
+                    "method": rng.choices(methods, cum_weights=cum)[0],
+                    "outcome": raw,
+                },
+                "ts": _midnight_utc_ms(day) + sod * 1000 + rng.randrange(1000),
+                "user": {"cpr": self._cpr()},
+            }
         kiosk = rng.choices(range(len(_KIOSKS)), cum_weights=self.kiosk_cum)[0]
         self.kiosk_seq[kiosk] += 1
         full_pan = self.cfg.full_pan_rate > 0 and rng.random() < self.cfg.full_pan_rate
-        event = {"channel": "kiosk", "kiosk_id": _KIOSKS[kiosk][0], "seq": self.kiosk_seq[kiosk],
-                 "site": _KIOSKS[kiosk][1], "service": code, "amount": _bhd(fils),
-                 "local_time": f"{day.isoformat()} {_clock()[sod]}", "result": raw,
-                 "card": luhn_pan(rng) if full_pan else f"************{rng.randrange(10_000):04d}"}  # fmt: skip
+        event: Event = {
+            "channel": "kiosk",
+            "kiosk_id": _KIOSKS[kiosk][0],
+            "seq": self.kiosk_seq[kiosk],
+            "site": _KIOSKS[kiosk][1],
+            "service": code,
+            "amount": _bhd(fils),
+            "local_time": f"{day.isoformat()} {_clock()[sod]}",
+            "result": raw,
+            "card": defects.luhn_pan(rng) if full_pan else _masked(rng.randrange(10_000)),
+        }
+        # fmt: on
         if rng.random() < 0.5:  # the cpr is optional on kiosks: about half carry one
             event["cpr"] = self._cpr()
         return event
@@ -347,29 +369,36 @@ class _Generator:
         hours = self.rng.choices(range(24), weights=_HOURLY[channel], k=n)
         return sorted(h * 3600 + self.rng.randrange(3600) for h in hours)
 
-    def _amounts(self, raw_fils: list[float], success: list[bool], target: int) -> list[int]:
-        """Whole fils; the day's successful ones rescaled to sum to `target` exactly."""
-        total = sum(f for f, ok in zip(raw_fils, success) if ok)  # noqa: B905
-        factor = target / total if total else 1.0
-        fils = [max(1, round(f * factor if ok else f)) for f, ok in zip(raw_fils, success)]  # noqa: B905
-        ok_idx = [i for i, ok in enumerate(success) if ok]
-        if ok_idx:  # the rounding residue (a few fils) goes to the largest payment
-            top = max(ok_idx, key=lambda i: fils[i])
-            fils[top] += target - sum(fils[i] for i in ok_idx)
+    def _amounts(self, ch: Channel, day: date, raw: list[float], ok: list[bool]) -> list[int]:
+        """Whole fils. Successful amounts are stretched (at most ±15%) so the running total
+        tracks the plan, and on the window's last day fitted exactly to it."""
+        self.planned_fils[ch] += self.plan[day][ch].success_amount_fils
+        needed = self.planned_fils[ch] - self.paid_fils[ch]
+        total = sum(f for f, good in zip(raw, ok, strict=True) if good)
+        factor = needed / total if total else 1.0
+        if day < self.last_day:
+            factor = min(max(factor, 1 - _MAX_DAY_FIT), 1 + _MAX_DAY_FIT)
+        fils = [max(1, round(f * factor if good else f)) for f, good in zip(raw, ok, strict=True)]
+        paid = [i for i, good in enumerate(ok) if good]
+        if paid and day == self.last_day:  # the residue (a few fils) goes to the largest one
+            top = max(paid, key=fils.__getitem__)
+            fils[top] = max(1, fils[top] + needed - sum(fils[i] for i in paid))
+        self.paid_fils[ch] += sum(fils[i] for i in paid)
         return fils
 
     def day_events(self, day: date, channel: Channel) -> list[_Valid]:
         """The planned valid events of one Bahrain day and channel, in time order."""
-        rng, day_plan = self.rng, self.plan[day][channel]
-        raws = [raw for raw, n in day_plan.statuses.items() for _ in range(n)]
+        rng = self.rng
+        raws = [raw for raw, n in self.plan[day][channel].statuses.items() for _ in range(n)]
         rng.shuffle(raws)
         codes, cum, mean_fils = self.tables[channel]
         chosen = rng.choices(codes, cum_weights=cum, k=len(raws))
-        raw_fils = [mean_fils[c] * rng.lognormvariate(-_SIGMA**2 / 2, _SIGMA) for c in chosen]
-        success = [raw == SUCCESS_RAW[channel] for raw in raws]
-        fils = self._amounts(raw_fils, success, day_plan.success_amount_fils)
+        raw_fils = [mean_fils[c] * rng.lognormvariate(-(_SIGMA**2) / 2, _SIGMA) for c in chosen]
+        ok = [raw == SUCCESS_RAW[channel] for raw in raws]
+        fils = self._amounts(channel, day, raw_fils, ok)
+        times = self._times(channel, len(raws))
         out = []
-        for sod, code, amount, raw in zip(self._times(channel, len(raws)), chosen, fils, raws):  # noqa: B905
+        for sod, code, amount, raw in zip(times, chosen, fils, raws, strict=True):
             event = self._event(channel, day, sod, code, amount, raw)
             out.append(_Valid(event, orjson.dumps(event), NORMALISED[raw], amount, day))
         return out
@@ -382,19 +411,25 @@ class _Generator:
         k = min(len(events), self._quota("late", channel, len(events), self.cfg.late_rate))
         picked = set(self.rng.sample(range(len(events)), k))
         for i in sorted(picked):
-            self.late[day + timedelta(days=self.rng.randint(1, min(5, room))), channel].append(events[i])
-        return [v for i, v in enumerate(events) if i not in picked]
+            delivery = day + timedelta(days=self.rng.randint(1, min(5, room)))
+            self.late[delivery, channel].append(events[i])
+        return [valid for i, valid in enumerate(events) if i not in picked]
 
-    def _place_after(self, key: float, n: int, line: bytes, day: date, channel: Channel,
-                     entries: list[tuple[float, bytes]]) -> None:  # fmt: skip
-        """Put a redelivery after its original: later in this file, or in the next day's file."""
+    def _redeliver(
+        self, key: float, n: int, line: bytes, day: date, channel: Channel
+    ) -> list[tuple[float, bytes]]:
+        """Place a redelivery after its original: later in this file, or in the next day's."""
         if day < self.last_day and self.rng.random() < 0.5:
             self.carried[day + timedelta(days=1), channel].append(line)
-        else:
-            entries.append((key + 1e-6 + self.rng.random() * (n - key), line))
+            return []
+        return [(key + 1e-6 + self.rng.random() * (n - key), line)]
 
     def file_lines(self, day: date, channel: Channel) -> list[bytes]:
-        """All lines of one file: originals, late arrivals, redeliveries and invalid lines."""
+        """All lines of one file: originals, late arrivals, redeliveries and invalid lines.
+
+        Each line gets a sort key; originals are in time order, everything else lands at a
+        random place, except that a redelivery always comes after its original.
+        """
         rng, cfg, totals = self.rng, self.cfg, self.totals
         on_time = self._defer_late(day, channel, self.day_events(day, channel))
         late = self.late.pop((day, channel), [])
@@ -403,68 +438,52 @@ class _Generator:
         originals += [(rng.random() * n, v) for v in late]
         for i, (_, valid) in enumerate(originals):
             totals.record(valid, channel, late=i >= len(on_time))
-        entries = [(key, v.line) for key, v in originals]
+        entries = [(key, valid.line) for key, valid in originals]
         entries += [(rng.random() * n, line) for line in self.carried.pop((day, channel), [])]
         k = min(n, self._quota("dup", channel, n, cfg.duplicate_rate))
-        for i in rng.sample(range(n), k):
-            self._place_after(originals[i][0], n, originals[i][1].line, day, channel, entries)
+        for key, valid in (originals[i] for i in rng.sample(range(n), k)):
+            entries += self._redeliver(key, n, valid.line, day, channel)
         totals.duplicates += k
         k = min(n, self._quota("conflict", channel, n, cfg.conflict_rate))
-        for i in rng.sample(range(n), k):
-            key, valid = originals[i]
-            self._place_after(key, n, self._conflict(valid), day, channel, entries)
+        for key, valid in (originals[i] for i in rng.sample(range(n), k)):
+            conflict = defects.make_conflict(valid.line, valid.fils, rng)
+            entries += self._redeliver(key, n, conflict, day, channel)
         totals.conflicts += k
         for _ in range(self._quota("invalid", channel, n, cfg.invalid_rate)):
             entries.append((rng.random() * max(n, 1), self._invalid(day, channel)))
         entries.sort(key=lambda entry: entry[0])  # stable: ties keep insertion order
         return [line for _, line in entries]
 
-    def _conflict(self, valid: _Valid) -> bytes:
-        """Same id, amount raised by 1-9 BHD: a redelivery that contradicts the original."""
-        event = orjson.loads(valid.line)
-        fils = valid.fils + 1000 * self.rng.randint(1, 9)
-        if "amount_fils" in event:
-            event["amount_fils"] = fils
-        elif "payment" in event:
-            event["payment"]["amount"] = _bhd(fils)
-        else:
-            event["amount"] = _bhd(fils)
-        return orjson.dumps(event)
-
     def _invalid(self, day: date, channel: Channel) -> bytes:
-        """An invalid line; kinds rotate per channel so every kind shows up."""
-        kinds = kinds_for(channel)
+        """An invalid line; kinds rotate per channel so that every kind shows up."""
+        kinds = defects.kinds_for(channel)
         kind = kinds[self.invalid_turn[channel] % len(kinds)]
         self.invalid_turn[channel] += 1
         self.totals.invalid[kind] += 1
         codes, cum, mean_fils = self.tables[channel]
         code = self.rng.choices(codes, cum_weights=cum)[0]
-        sod = self._times(channel, 1)[0]
-        event = self._event(channel, day, sod, code, round(mean_fils[code]), SUCCESS_RAW[channel])
-        return make_invalid(kind, event, self.rng)
-
-
-def _cumulative(weights: list[float]) -> list[float]:
-    total, out = 0.0, []
-    for weight in weights:
-        total += weight
-        out.append(total)
-    return out
+        sod, fils = self._times(channel, 1)[0], round(mean_fils[code])
+        event = self._event(channel, day, sod, code, fils, SUCCESS_RAW[channel])
+        return defects.make_invalid(kind, event, self.rng)
 
 
 def _write(path: str, lines: list[bytes], compress: bool) -> None:
-    """Write a file; gzip without name or mtime in its header, so reruns are byte-identical."""
+    """Write one file; gzip has no name or mtime in its header, so reruns are byte-identical."""
     data = b"".join(line + b"\n" for line in lines)
     with open(path, "wb") as raw:
-        if compress:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
-                gz.write(data)
-        else:
+        if not compress:
             raw.write(data)
+            return
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+            gz.write(data)
 
 
 def generate(config: GeneratorConfig, out_dir: str) -> dict[str, Any]:
-    """Write `<out>/<YYYY-MM-DD>/<channel>.jsonl[.gz]` and the totals file; return the totals."""
+    """Write `<out>/<YYYY-MM-DD>/<channel>.jsonl[.gz]` and the totals file; return the totals.
+
+    Valid events are counted once, at their first occurrence in input order (sorted path,
+    then line); exact redeliveries, conflicting ones and invalid lines are extra lines.
+    """
     gen = _Generator(config, load_catalogue())
     suffix = ".jsonl.gz" if config.gzip else ".jsonl"
     for day in config.dates:
@@ -480,34 +499,41 @@ def generate(config: GeneratorConfig, out_dir: str) -> dict[str, Any]:
     return totals
 
 
+_KNOBS = (
+    ("invalid", "extra invalid lines, spread over every kind"),
+    ("duplicate", "extra exact redeliveries (same or next day's file)"),
+    ("conflict", "extra same-id lines with a changed amount"),
+    ("late", "events delivered 1-5 days after their Bahrain day"),
+    ("full-pan", "kiosk events carrying a full card number"),
+)
+
+
 def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.generate",
-        description="Write seeded raw payment events (portal, mobile_app, kiosk) as one "
-        "JSONL file per channel per Bahrain day, plus _generator_totals.json (ground truth). "
-        "Profile values are the defaults; every option below overrides them.",
+        description="Write seeded raw payment events as <out>/<YYYY-MM-DD>/<channel>.jsonl, one "
+        "file per channel per Bahrain day, plus <out>/_generator_totals.json (ground truth). "
+        "A profile sets the defaults; every other option overrides it. Rates are fractions "
+        "of the valid events.",
     )
-    parser.add_argument("--out", required=True, help="output directory, e.g. landing/")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="sample",
-                        help="sample: 2017-06-24..30 at scale 0.1 with every defect; "
-                        "h1-2017: 181 days at published volume, clean (default: sample)")  # fmt: skip
-    parser.add_argument("--start", type=date.fromisoformat, help="first Bahrain day, YYYY-MM-DD")
+    add = parser.add_argument
+    add("--out", required=True, help="output directory, e.g. landing/")
+    add("--profile", choices=sorted(PROFILES), default="sample",
+        help="sample (default): 2017-06-24..30, scale 0.1, 1%% invalid, 0.5%% duplicates, "
+        "0.1%% conflicts, 2%% late, 5%% kiosk full PANs; h1-2017: 181 days from 2017-01-01 at "
+        "the published volume, no defects")  # fmt: skip
+    add("--start", type=date.fromisoformat, help="first Bahrain day, YYYY-MM-DD")
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--days", type=int, help="number of days")
-    span.add_argument("--end", type=date.fromisoformat, help="last Bahrain day (inclusive)")
-    parser.add_argument("--scale", type=float, help="1.0 = published H1 2017 volume per day")
-    parser.add_argument("--seed", type=int, help="random seed: same seed, same bytes")
-    for knob, what in (("invalid", "extra invalid lines (every kind)"),
-                       ("duplicate", "extra exact redeliveries"),
-                       ("conflict", "extra same-id lines with a changed amount"),
-                       ("late", "events delivered 1-5 days after their Bahrain day"),
-                       ("full-pan", "kiosk events carrying a full card number")):  # fmt: skip
-        parser.add_argument(f"--{knob}-rate", type=float, help=f"fraction: {what}")
-    parser.add_argument("--gzip", action="store_true", default=None, help="write .jsonl.gz")
+    span.add_argument("--end", type=date.fromisoformat, help="last Bahrain day, inclusive")
+    add("--scale", type=float, help="volume; 1.0 = published H1 2017 payments per day")
+    add("--seed", type=int, help="random seed: same options and seed give the same bytes")
+    for knob, what in _KNOBS:
+        add(f"--{knob}-rate", type=float, metavar="F", help=what)
+    add("--gzip", action="store_true", default=None, help="write .jsonl.gz files")
     args = vars(parser.parse_args(argv))
-    out, profile, end = args.pop("out"), PROFILES[args.pop("profile")], args.pop("end")
-    overrides = {k: v for k, v in args.items() if v is not None}
-    config = replace(profile, **overrides)
+    out, end, profile = args.pop("out"), args.pop("end"), PROFILES[args.pop("profile")]
+    config = replace(profile, **{key: value for key, value in args.items() if value is not None})
     if end is not None:
         config = replace(config, days=(end - config.start).days + 1)
     return config, out
@@ -521,16 +547,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    totals = generate(config, out)
-    elapsed = time.perf_counter() - began
-    print(f"{out}: {len(totals['files'])} files, {totals['lines_written']:,} lines in "
-          f"{elapsed:.1f} s ({config.start} .. {config.dates[-1]}, scale {config.scale})")  # fmt: skip
-    print(f"  valid {totals['valid_events']:,} (late {totals['late_events']:,}), "
-          f"invalid {totals['invalid_lines']:,}, duplicates {totals['duplicate_lines']:,}, "
-          f"conflicts {totals['conflict_lines']:,}, full-PAN kiosk {totals['full_pan_kiosk_events']:,}")  # fmt: skip
-    for channel, statuses in totals["by_channel_status"].items():
+    t = generate(config, out)
+    print(f"{out}: {len(t['files'])} files, {t['lines_written']:,} lines in "
+          f"{time.perf_counter() - began:.1f} s ({config.start}..{config.dates[-1]}, "
+          f"scale {config.scale}, seed {config.seed})")  # fmt: skip
+    print(f"  valid {t['valid_events']:,} (late {t['late_events']:,}), invalid "
+          f"{t['invalid_lines']:,}, duplicates {t['duplicate_lines']:,}, conflicts "
+          f"{t['conflict_lines']:,}, kiosk full PANs {t['full_pan_kiosk_events']:,}")  # fmt: skip
+    for channel, statuses in t["by_channel_status"].items():
         ok = statuses[PaymentStatus.SUCCESS.value]
-        print(f"  {channel:<10} success {ok['count']:>9,}  {ok['amount']:>16} BHD")
+        print(f"  {channel:<10} successful {ok['count']:>9,}  {ok['amount']:>16} BHD")
     print(f"  ground truth: {os.path.join(out, TOTALS_FILE)}")
     return 0
 

@@ -37,7 +37,7 @@ class Service(BaseModel):
 
 
 class Catalogue:
-    """Services indexed by code; duplicate codes are refused because enrichment would be ambiguous."""
+    """Services indexed by code. Duplicate codes are refused: enrichment would be ambiguous."""
 
     def __init__(self, services: Iterable[Service]) -> None:
         self._by_code: dict[str, Service] = {}

@@ -4,40 +4,39 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from schemas.catalogue import Catalogue
 from schemas.enums import Channel, PaymentMethod, PaymentStatus
 from schemas.money import CURRENCY, fils_to_decimal
-from schemas.raw import (
-    AppOutcome,
-    KioskEvent,
-    KioskResult,
-    MobileAppEvent,
-    PortalEvent,
-    PortalStatus,
-)
+from schemas.raw import MobileAppEvent, PortalEvent, RawModel
 from schemas.records import SCHEMA_VERSION, PaymentRecord
 from schemas.timekeeping import EPOCH_DATE, bahrain_day_number, from_utc_micros, to_utc_micros
 from transforms.privacy import Pseudonymiser, card_last4
-from transforms.validate import RawModel
 
+# Raw status vocabularies -> the normalised PaymentStatus values.
 _PORTAL_STATUS = {
-    PortalStatus.PAID: PaymentStatus.SUCCESS,
-    PortalStatus.DECLINED: PaymentStatus.FAILED,
-    PortalStatus.REFUNDED: PaymentStatus.REFUNDED,
+    "PAID": PaymentStatus.SUCCESS.value,
+    "DECLINED": PaymentStatus.FAILED.value,
+    "REFUNDED": PaymentStatus.REFUNDED.value,
 }
 _APP_STATUS = {
-    AppOutcome.SUCCESS: PaymentStatus.SUCCESS,
-    AppOutcome.FAILURE: PaymentStatus.FAILED,
-    AppOutcome.REFUND: PaymentStatus.REFUNDED,
+    "success": PaymentStatus.SUCCESS.value,
+    "failure": PaymentStatus.FAILED.value,
+    "refund": PaymentStatus.REFUNDED.value,
 }
 _KIOSK_STATUS = {
-    KioskResult.OK: PaymentStatus.SUCCESS,
-    KioskResult.DECLINED: PaymentStatus.FAILED,
-    KioskResult.CANCELLED: PaymentStatus.CANCELLED,
-    KioskResult.REFUNDED: PaymentStatus.REFUNDED,
+    "OK": PaymentStatus.SUCCESS.value,
+    "DECLINED": PaymentStatus.FAILED.value,
+    "CANCELLED": PaymentStatus.CANCELLED.value,
+    "REFUNDED": PaymentStatus.REFUNDED.value,
 }
+_PORTAL = Channel.PORTAL.value
+_MOBILE_APP = Channel.MOBILE_APP.value
+_KIOSK = Channel.KIOSK.value
+# Kiosks only report that a card was used.
+_KIOSK_METHOD = PaymentMethod.CARD.value
+_NO_EXTRAS: Extras = (None, None, None, None, None)
 
 
 # kiosk_id, kiosk_site, app_id, app_version, app_os: the channel-specific columns.
@@ -76,9 +75,10 @@ class NormalisedPayment(NamedTuple):
     unmasked_card: bool
 
 
-def record_hash(fields: tuple[Any, ...]) -> str:
+def record_hash(*fields: object) -> str:
     """Stable fingerprint of business fields: equal for a redelivery, different for a conflict."""
-    return hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
+    text = "\x1f".join([f"{f}" for f in fields])
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 class Normaliser:
@@ -90,35 +90,64 @@ class Normaliser:
 
     def __call__(self, event: RawModel) -> NormalisedPayment:
         if isinstance(event, PortalEvent):
-            return self._portal(event)
+            return self._build(
+                f"portal:{event.txn_id}",
+                _PORTAL,
+                event.service["code"].upper(),
+                event.amount_fils,
+                _PORTAL_STATUS[event.status],
+                event.method,
+                to_utc_micros(event.paid_at),
+                event.payer["cpr"],
+            )
         if isinstance(event, MobileAppEvent):
-            return self._mobile_app(event)
-        return self._kiosk(event)
+            app, payment = event.app, event.payment
+            return self._build(
+                f"mobile_app:{event.event_id}",
+                _MOBILE_APP,
+                event.service_code.upper(),
+                payment["amount"],
+                _APP_STATUS[payment["outcome"]],
+                payment["method"],
+                event.ts * 1000,
+                event.user["cpr"],
+                extras=(None, None, app["id"], app["version"], app["os"]),
+            )
+        return self._build(
+            f"kiosk:{event.kiosk_id}:{event.seq}",
+            _KIOSK,
+            event.service.upper(),
+            event.amount,
+            _KIOSK_STATUS[event.result],
+            _KIOSK_METHOD,
+            event.local_time,  # UTC microseconds (schemas.raw.BahrainWallClock)
+            event.cpr,
+            card=event.card,
+            extras=(event.kiosk_id, event.site, None, None, None),
+        )
 
     def _build(
         self,
         event_id: str,
-        channel: Channel,
+        channel: str,
         service_code: str,
         amount_fils: int,
-        status: PaymentStatus,
-        method: PaymentMethod | str,
+        status: str,
+        method: str,
         occurred_micros: int,
         cpr: str | None,
         card: str | None = None,
-        extras: Extras = (None, None, None, None, None),
+        extras: Extras = _NO_EXTRAS,
     ) -> NormalisedPayment:
         service = self._catalogue.get(service_code)
         payer_key = self._pseudonymise(cpr) if cpr is not None else None
-        last4, unmasked = card_last4(card)
-        method_value = method.value if isinstance(method, PaymentMethod) else method
-        business = (
+        last4, unmasked = card_last4(card) if card else (None, False)
+        fingerprint = record_hash(
             event_id,
-            channel.value,
             service_code,
             amount_fils,
-            status.value,
-            method_value,
+            status,
+            method,
             occurred_micros,
             payer_key,
             last4,
@@ -126,15 +155,15 @@ class Normaliser:
         )
         return NormalisedPayment(
             event_id,
-            channel.value,
+            channel,
             service_code,
             service.name_en if service else None,
             service.name_ar if service else None,
             service.entity if service else None,
             amount_fils,
             CURRENCY,
-            status.value,
-            method_value,
+            status,
+            method,
             occurred_micros,
             bahrain_day_number(occurred_micros),
             payer_key,
@@ -144,48 +173,9 @@ class Normaliser:
             extras[2],
             extras[3],
             extras[4],
-            record_hash(business),
+            fingerprint,
             service is None,
             unmasked,
-        )
-
-    def _portal(self, e: PortalEvent) -> NormalisedPayment:
-        return self._build(
-            f"portal:{e.txn_id}",
-            Channel.PORTAL,
-            e.service.code,
-            e.amount_fils,
-            _PORTAL_STATUS[e.status],
-            e.method.value,
-            to_utc_micros(e.paid_at),
-            e.payer.cpr,
-        )
-
-    def _mobile_app(self, e: MobileAppEvent) -> NormalisedPayment:
-        return self._build(
-            f"mobile_app:{e.event_id}",
-            Channel.MOBILE_APP,
-            e.service_code,
-            e.payment.amount,
-            _APP_STATUS[e.payment.outcome],
-            e.payment.method,
-            e.ts,
-            e.user.cpr,
-            extras=(None, None, e.app.id, e.app.version, e.app.os.value),
-        )
-
-    def _kiosk(self, e: KioskEvent) -> NormalisedPayment:
-        return self._build(
-            f"kiosk:{e.kiosk_id}:{e.seq}",
-            Channel.KIOSK,
-            e.service,
-            e.amount,
-            _KIOSK_STATUS[e.result],
-            PaymentMethod.CARD,
-            e.local_time,
-            e.cpr,
-            card=e.card,
-            extras=(e.kiosk_id, e.site, None, None, None),
         )
 
 

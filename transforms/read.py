@@ -39,9 +39,7 @@ class ByteRange:
 
 
 def is_compressed(path: str) -> bool:
-    return bool(
-        CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
-    )
+    return bool(CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED)
 
 
 def plan_ranges(path: str, size: int, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[ByteRange]:

@@ -9,27 +9,31 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.enums import RejectCode
-from schemas.raw import RAW_EVENT, KioskEvent, MobileAppEvent, PortalEvent
-
-RawModel = PortalEvent | MobileAppEvent | KioskEvent
+from schemas.raw import RAW_EVENT, RawModel
 
 # A payment event is a few hundred bytes; a line this long is a broken producer, and parsing
 # it would only cost memory.
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 _MAX_REASONS = 3
 
+# Which rule a pydantic error broke, by (field, error type) where the field decides the code,
+# then by error type alone.
+_FIELD_CODES: dict[tuple[str, str], RejectCode] = {
+    ("currency", "literal_error"): RejectCode.WRONG_CURRENCY,
+    ("cpr", "string_pattern_mismatch"): RejectCode.INVALID_CPR,
+    ("amount_fils", "greater_than"): RejectCode.NON_POSITIVE_AMOUNT,
+    ("amount_fils", "less_than_equal"): RejectCode.INVALID_AMOUNT,
+    ("ts", "greater_than_equal"): RejectCode.INVALID_TIMESTAMP,
+    ("ts", "less_than"): RejectCode.INVALID_TIMESTAMP,
+    ("paid_at", "datetime_parsing"): RejectCode.INVALID_TIMESTAMP,
+    ("paid_at", "datetime_from_date_parsing"): RejectCode.INVALID_TIMESTAMP,
+    ("paid_at", "timezone_aware"): RejectCode.INVALID_TIMESTAMP,
+}
 _TYPE_CODES: dict[str, RejectCode] = {
     "missing": RejectCode.MISSING_FIELD,
     "union_tag_invalid": RejectCode.UNKNOWN_CHANNEL,
     "union_tag_not_found": RejectCode.UNKNOWN_CHANNEL,
-    "enum": RejectCode.INVALID_VALUE,
-    "literal_error": RejectCode.INVALID_VALUE,
-    "string_too_short": RejectCode.INVALID_VALUE,
-    "string_too_long": RejectCode.INVALID_VALUE,
-    "greater_than_equal": RejectCode.INVALID_VALUE,
-    "timezone_aware": RejectCode.INVALID_TIMESTAMP,
-    "datetime_from_date_parsing": RejectCode.INVALID_TIMESTAMP,
-    "datetime_parsing": RejectCode.INVALID_TIMESTAMP,
+    "int_from_float": RejectCode.WRONG_TYPE,
 }
 _OWN_CODES = {code.value: code for code in RejectCode}
 
@@ -45,14 +49,16 @@ class Rejection:
     event_id: str | None = None
 
 
-def _code_of(error_type: str) -> RejectCode:
+def _code_of(error: Any) -> RejectCode:
+    error_type: str = error["type"]
+    field = str(error["loc"][-1]) if error["loc"] else ""
     own = _OWN_CODES.get(error_type)
     if own is not None:
         return own
-    mapped = _TYPE_CODES.get(error_type)
+    mapped = _FIELD_CODES.get((field, error_type)) or _TYPE_CODES.get(error_type)
     if mapped is not None:
         return mapped
-    if error_type.endswith("_type") or error_type.endswith("_parsing"):
+    if error_type.endswith("_type"):
         return RejectCode.WRONG_TYPE
     return RejectCode.INVALID_VALUE
 
@@ -92,7 +98,7 @@ def _rejection_from(err: ValidationError, payload: bytes) -> Rejection:
         return Rejection(RejectCode.NOT_AN_OBJECT, "an event must be a JSON object", "parse")
     channel = first["loc"][0] if first["loc"] else None
     return Rejection(
-        _code_of(first["type"]),
+        _code_of(first),
         _describe(errors),
         "validate",
         channel=str(channel) if channel is not None else None,
