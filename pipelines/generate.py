@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -176,10 +176,6 @@ def plan(config: GeneratorConfig) -> dict[date, dict[Channel, DayPlan]]:
     return result
 
 
-def _masked(last4: int) -> str:
-    return f"************{last4:04d}"
-
-
 def _bhd(fils: int) -> str:
     return f"{fils // 1000}.{fils % 1000:03d}"
 
@@ -192,6 +188,17 @@ def _clock() -> list[str]:
 @functools.cache
 def _midnight_utc_ms(day: date) -> int:
     return ((day - date(1970, 1, 1)).days * 86_400 - 3 * 3_600) * 1000  # Bahrain is UTC+3
+
+
+class _Slot(NamedTuple):
+    """What the three shapes share: Bahrain day and second, service, fils, raw outcome."""
+
+    day: date
+    sod: int
+    code: str
+    entity: str
+    fils: int
+    raw: str
 
 
 @dataclass
@@ -308,58 +315,48 @@ class _Generator:
         return f"{40 + value // 1_200_000:02d}{1 + value // 100_000 % 12:02d}{value % 100_000:05d}"
 
     def _event(self, ch: Channel, day: date, sod: int, code: str, fils: int, raw: str) -> Event:
-        """One event in the channel's own shape (contract.md), ids taken in time order."""
-        rng, service = self.rng, self.catalogue.get(code)
-        entity = service.entity if service else "IGA"
-        if ch is _P:
-            self.portal_no[day] += 1
-            if self.portal_no[day] > 999_999:
-                raise ValueError("scale too large: portal txn_id allows 999,999 per day")
-            txn_id = f"PTL-{day.year}-{day.timetuple().tm_yday:03d}{self.portal_no[day]:06d}"
-            # fmt: off
-            return {"channel": "portal", "txn_id": txn_id,
-                    "service": {"code": code, "entity": entity}, "amount_fils": fils,
-                    "currency": "BHD", "status": raw,
-                    "paid_at": f"{day.isoformat()}T{_clock()[sod]}+03:00",
-                    "payer": {"cpr": self._cpr()},
-                    "method": rng.choices(_PORTAL_METHODS, cum_weights=_PORTAL_CUM)[0],
-                    "gateway_ref": f"BNF{rng.randrange(10_000_000):07d}"}
-        if ch is _M:
-            os_name = rng.choices(_OSES, cum_weights=_OS_CUM)[0]
-            methods, cum = _APP_METHODS[os_name]
-            return {
-                "channel": "mobile_app",
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "app": {
-                    "id": _APP_BY_ENTITY.get(entity, "egov"),
-                    "version": rng.choice(_APP_VERSIONS),
-                    "os": os_name,
-                },
-                "service_code": code,
-                "payment": {
-                    "amount": _bhd(fils),
-                    "currency": "BHD",
-                    "method": rng.choices(methods, cum_weights=cum)[0],
-                    "outcome": raw,
-                },
-                "ts": _midnight_utc_ms(day) + sod * 1000 + rng.randrange(1000),
-                "user": {"cpr": self._cpr()},
-            }
+        """One event in the channel's own shape (contract.md); ids are taken in time order."""
+        service = self.catalogue.get(code)
+        slot = _Slot(day, sod, code, service.entity if service else "IGA", fils, raw)
+        return {_P: self._portal, _M: self._mobile, _K: self._kiosk}[ch](slot)
+
+    def _portal(self, s: _Slot) -> Event:
+        self.portal_no[s.day] += 1
+        if self.portal_no[s.day] > 999_999:
+            raise ValueError("scale too large: portal txn_id allows 999,999 per day")
+        txn_id = f"PTL-{s.day.year}-{s.day.timetuple().tm_yday:03d}{self.portal_no[s.day]:06d}"
+        method = self.rng.choices(_PORTAL_METHODS, cum_weights=_PORTAL_CUM)[0]
+        return {"channel": "portal", "txn_id": txn_id,
+                "service": {"code": s.code, "entity": s.entity}, "amount_fils": s.fils,
+                "currency": "BHD", "status": s.raw, "paid_at": f"{s.day}T{_clock()[s.sod]}+03:00",
+                "payer": {"cpr": self._cpr()}, "method": method,
+                "gateway_ref": f"BNF{self.rng.randrange(10_000_000):07d}"}  # fmt: skip
+
+    def _mobile(self, s: _Slot) -> Event:
+        rng = self.rng
+        os_name = rng.choices(_OSES, cum_weights=_OS_CUM)[0]
+        methods, cum = _APP_METHODS[os_name]
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))  # seeded, not uuid4()
+        app = {"id": _APP_BY_ENTITY.get(s.entity, "egov"), "version": rng.choice(_APP_VERSIONS),
+               "os": os_name}  # fmt: skip
+        payment = {"amount": _bhd(s.fils), "currency": "BHD",
+                   "method": rng.choices(methods, cum_weights=cum)[0], "outcome": s.raw}  # fmt: skip
+        return {"channel": "mobile_app", "event_id": event_id, "app": app,
+                "service_code": s.code, "payment": payment,
+                "ts": _midnight_utc_ms(s.day) + s.sod * 1000 + rng.randrange(1000),
+                "user": {"cpr": self._cpr()}}  # fmt: skip
+
+    def _kiosk(self, s: _Slot) -> Event:
+        rng = self.rng
         kiosk = rng.choices(range(len(_KIOSKS)), cum_weights=self.kiosk_cum)[0]
         self.kiosk_seq[kiosk] += 1
         full_pan = self.cfg.full_pan_rate > 0 and rng.random() < self.cfg.full_pan_rate
-        event: Event = {
-            "channel": "kiosk",
-            "kiosk_id": _KIOSKS[kiosk][0],
-            "seq": self.kiosk_seq[kiosk],
-            "site": _KIOSKS[kiosk][1],
-            "service": code,
-            "amount": _bhd(fils),
-            "local_time": f"{day.isoformat()} {_clock()[sod]}",
-            "result": raw,
-            "card": defects.luhn_pan(rng) if full_pan else _masked(rng.randrange(10_000)),
-        }
-        # fmt: on
+        card = defects.luhn_pan(rng) if full_pan else f"{'*' * 12}{rng.randrange(10_000):04d}"
+        event: Event = {"channel": "kiosk", "kiosk_id": _KIOSKS[kiosk][0],
+                        "seq": self.kiosk_seq[kiosk], "site": _KIOSKS[kiosk][1],
+                        "service": s.code, "amount": _bhd(s.fils),
+                        "local_time": f"{s.day} {_clock()[s.sod]}", "result": s.raw,
+                        "card": card}  # fmt: skip
         if rng.random() < 0.5:  # the cpr is optional on kiosks: about half carry one
             event["cpr"] = self._cpr()
         return event
