@@ -339,8 +339,8 @@ class _Generator:
         event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))  # seeded, not uuid4()
         app = {"id": _APP_BY_ENTITY.get(s.entity, "egov"), "version": rng.choice(_APP_VERSIONS),
                "os": os_name}  # fmt: skip
-        payment = {"amount": _bhd(s.fils), "currency": "BHD",
-                   "method": rng.choices(methods, cum_weights=cum)[0], "outcome": s.raw}  # fmt: skip
+        method = rng.choices(methods, cum_weights=cum)[0]
+        payment = {"amount": _bhd(s.fils), "currency": "BHD", "method": method, "outcome": s.raw}
         return {"channel": "mobile_app", "event_id": event_id, "app": app,
                 "service_code": s.code, "payment": payment,
                 "ts": _midnight_utc_ms(s.day) + s.sod * 1000 + rng.randrange(1000),
