@@ -18,8 +18,8 @@ UTC = timezone.utc
 MICROS_PER_HOUR = 3_600_000_000
 
 
-def _micros(*args: int) -> int:
-    return to_utc_micros(datetime(*args, tzinfo=UTC))  # type: ignore[misc]
+def _micros(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> int:
+    return to_utc_micros(datetime(year, month, day, hour, minute, second, tzinfo=UTC))
 
 
 def _bahrain_zone() -> timezone:
@@ -57,7 +57,9 @@ def test_one_microsecond_before_21_00_utc_is_still_the_same_bahrain_day() -> Non
 def test_bahrain_day_number_counts_days_since_epoch() -> None:
     assert bahrain_day_number(0) == 0
     assert bahrain_day_number(21 * MICROS_PER_HOUR) == 1
-    assert bahrain_day_number(_micros(2017, 7, 1, 0, 0)) == (date(2017, 7, 1) - date(1970, 1, 1)).days
+    assert (
+        bahrain_day_number(_micros(2017, 7, 1, 0, 0)) == (date(2017, 7, 1) - date(1970, 1, 1)).days
+    )
 
 
 def test_bahrain_day_before_the_epoch_floors_to_the_earlier_day() -> None:
@@ -91,9 +93,7 @@ def test_to_utc_micros_applies_the_offset() -> None:
     assert to_utc_micros(local) == _micros(2017, 6, 30, 18, 15, 3)
 
 
-@pytest.mark.parametrize(
-    "utc_micros", [0, 1, 1_498_846_503_123_457, 4_102_444_799_999_999, -1]
-)
+@pytest.mark.parametrize("utc_micros", [0, 1, 1_498_846_503_123_457, 4_102_444_799_999_999, -1])
 def test_from_utc_micros_inverts_to_utc_micros(utc_micros: int) -> None:
     moment = from_utc_micros(utc_micros)
     assert moment.utcoffset() == timedelta(0)

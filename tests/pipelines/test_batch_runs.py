@@ -1,0 +1,135 @@
+"""Batch runs over several nights: late arrivals, crashes and the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from tests.pipelines.helpers import data_files, make_landing, manifests, payments, run_batch
+
+WEEK = {
+    "start": date(2017, 6, 24),
+    "days": 4,
+    "scale": 0.2,
+    "invalid_rate": 0.0,
+    "duplicate_rate": 0.0,
+    "conflict_rate": 0.0,
+    "late_rate": 0.1,
+}
+
+
+@pytest.mark.usefixtures("key_env")
+def test_late_events_join_their_day_without_destroying_what_is_there(tmp_path: Path) -> None:
+    truth = make_landing(tmp_path, **WEEK)
+    landing = tmp_path / "landing"
+    out = tmp_path / "out"
+    for night in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+        run_batch(str(landing / night / "*.jsonl"), out)
+    table = payments(out)
+    assert table.num_rows == truth["valid_events"]
+    assert pc.count_distinct(table["event_id"]).as_py() == table.num_rows
+    # A day that later nights added to holds one file per night that delivered to it.
+    first_day = out / "payments" / "channel=portal" / "event_date=2017-06-24"
+    assert len(list(first_day.glob("*.parquet"))) >= 2
+    by_day = table.group_by("event_date").aggregate([("event_id", "count")])
+    expected = {
+        day: sum(channels.values()) for day, channels in truth["by_event_date_channel"].items()
+    }
+    got = {r["event_date"].isoformat(): r["event_id_count"] for r in by_day.to_pylist()}
+    assert got == expected
+
+
+@pytest.mark.usefixtures("key_env")
+def test_an_event_delivered_again_on_a_later_night_is_a_duplicate_not_a_new_row(
+    tmp_path: Path,
+) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 1, "late_rate": 0.0})
+    day = tmp_path / "landing" / "2017-06-24"
+    run_batch(str(day / "portal.jsonl"), tmp_path / "out")
+    resent = tmp_path / "resent"
+    resent.mkdir()
+    lines = (day / "portal.jsonl").read_bytes().splitlines(keepends=True)
+    (resent / "portal.jsonl").write_bytes(b"".join(lines[:10]))
+    second = run_batch(str(resent / "portal.jsonl"), tmp_path / "out")
+    assert second["counts"]["accepted"] == 0
+    assert second["duplicates_by_kind"] == {"in_output": 10}
+    assert payments(tmp_path / "out").num_rows == len(lines)
+
+
+def _batch_command(inputs: str, output: Path) -> list[str]:
+    return [sys.executable, "-m", "pipelines.batch", "--input", inputs, "--output", str(output)]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("key_env")
+def test_a_run_killed_part_way_leaves_earlier_output_intact(tmp_path: Path) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 1, "late_rate": 0.0})
+    out = tmp_path / "out"
+    run_batch(str(tmp_path / "landing" / "*" / "*.jsonl"), out)
+    before_files = data_files(out)
+    before_rows = payments(out).sort_by("event_id")
+
+    bigger = make_landing(tmp_path / "next", **{**WEEK, "start": date(2017, 6, 25), "days": 3})
+    inputs = str(tmp_path / "next" / "landing" / "*" / "*.jsonl")
+    process = subprocess.Popen(
+        _batch_command(inputs, out),
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    staging = out / "_staging"
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(p.is_file() for p in staging.rglob("*.parquet")):
+            break
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not manifests(out)[1:], "the killed run must not have committed"
+    assert data_files(out) == before_files
+    assert payments(out).sort_by("event_id").equals(before_rows)
+
+    run_batch(inputs, out)  # the re-run completes the night
+    assert payments(out).num_rows == before_rows.num_rows + bigger["valid_events"]
+
+
+def test_help_lists_the_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.batch", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in ("--input", "--output", "--pseudonym_key_file", "--max_event_bytes"):
+        assert option in result.stdout
+
+
+@pytest.mark.usefixtures("key_env")
+def test_an_input_that_matches_nothing_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        _batch_command(str(tmp_path / "nothing" / "*.jsonl"), tmp_path / "out"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "no input file matches" in result.stderr
+
+
+def test_a_missing_pseudonymisation_key_says_how_to_set_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PAYMENTS_PSEUDONYM_KEY"}
+    result = subprocess.run(
+        _batch_command(str(tmp_path / "*.jsonl"), tmp_path / "out"),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "PAYMENTS_PSEUDONYM_KEY" in result.stderr

@@ -1,0 +1,185 @@
+"""transforms.manifest: the run manifest reconciles read = accepted + rejected + duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.records import SCHEMA_VERSION
+from transforms.manifest import RunInfo, build_manifest, run_info_dict, summary_table
+
+INFO = RunInfo(
+    run_id="run-20170701",
+    input_key="3fa9c0d1e2b4",
+    pipeline="batch",
+    output_root="gs://bucket/prefix",
+    started_at="2017-07-01T00:00:00+00:00",
+    inputs=[("gs://landing/2017-07-01.jsonl", 123_456)],
+)
+# Every input accounted for, in every channel.
+BALANCED = {
+    "read:portal": 10,
+    "accepted:portal": 7,
+    "rejected:portal:INVALID_CPR": 1,
+    "rejected:portal:MALFORMED_JSON": 1,
+    "duplicates:portal:in_input": 1,
+    "read:mobile_app": 4,
+    "accepted:mobile_app": 3,
+    "duplicates:mobile_app:in_output": 1,
+    "read:kiosk": 2,
+    "accepted:kiosk": 1,
+    "rejected:kiosk:DUPLICATE_CONFLICT": 1,
+    "accepted_fils:portal:SUCCESS": 68_000_500,
+    "accepted_fils:portal:REFUNDED": 12_500,
+    "accepted_fils:kiosk:SUCCESS": 25_000,
+    "warning:kiosk:UNMASKED_CARD_NUMBER": 1,
+    "blank_lines_skipped": 3,
+}
+WITH_UNKNOWN = {**BALANCED, "read:unknown": 2, "rejected:unknown:NOT_AN_OBJECT": 2}
+FILES = ["gs://bucket/prefix/payments/channel=kiosk/event_date=2017-07-01/part-3f-00000.parquet"]
+
+
+def _manifest(stats: dict[str, int]) -> dict[str, Any]:
+    return build_manifest(INFO, stats, FILES, [])
+
+
+def test_balanced_counts_reconcile() -> None:
+    assert _manifest(BALANCED)["reconciles"] is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"read:portal": 11},
+        {"accepted:kiosk": 2},
+        {"rejected:portal:INVALID_CPR": 0},
+        {"duplicates:mobile_app:in_output": 2},
+    ],
+)
+def test_a_count_that_does_not_add_up_does_not_reconcile(change: dict[str, int]) -> None:
+    assert _manifest({**BALANCED, **change})["reconciles"] is False
+
+
+def test_channel_that_does_not_add_up_is_flagged() -> None:
+    by_channel = _manifest({**BALANCED, "accepted:kiosk": 2})["by_channel"]
+    assert by_channel["kiosk"]["reconciles"] is False
+    assert by_channel["portal"]["reconciles"] is True
+
+
+def test_errors_in_two_channels_that_cancel_out_do_not_reconcile() -> None:
+    stats = {**BALANCED, "accepted:portal": 8, "accepted:kiosk": 0}
+    manifest = _manifest(stats)
+    assert manifest["counts"]["read"] == (
+        manifest["counts"]["accepted"]
+        + manifest["counts"]["rejected"]
+        + manifest["counts"]["duplicates"]
+    )
+    assert manifest["reconciles"] is False
+
+
+def test_counts_are_summed_over_channels() -> None:
+    counts = _manifest(BALANCED)["counts"]
+    assert counts == {
+        "read": 16,
+        "accepted": 11,
+        "rejected": 3,
+        "duplicates": 2,
+        "blank_lines_skipped": 3,
+    }
+
+
+def test_per_channel_counts() -> None:
+    portal = _manifest(BALANCED)["by_channel"]["portal"]
+    assert (portal["read"], portal["accepted"], portal["rejected"], portal["duplicates"]) == (
+        10,
+        7,
+        2,
+        1,
+    )
+
+
+def test_amounts_are_exact_bhd_text_per_status() -> None:
+    by_channel = _manifest(BALANCED)["by_channel"]
+    assert by_channel["portal"]["amount_bhd_by_status"] == {
+        "REFUNDED": "12.500",
+        "SUCCESS": "68000.500",
+    }
+    assert by_channel["mobile_app"]["amount_bhd_by_status"] == {}
+
+
+def test_every_channel_is_listed_even_without_events() -> None:
+    assert list(_manifest({})["by_channel"]) == ["portal", "mobile_app", "kiosk"]
+
+
+def test_empty_run_reconciles() -> None:
+    assert _manifest({})["reconciles"] is True
+
+
+def test_unknown_channel_is_listed_only_when_something_claimed_none() -> None:
+    assert "unknown" not in _manifest(BALANCED)["by_channel"]
+    unknown = _manifest(WITH_UNKNOWN)["by_channel"]["unknown"]
+    assert (unknown["read"], unknown["rejected"], unknown["reconciles"]) == (2, 2, True)
+
+
+def test_unknown_channel_counts_in_the_totals() -> None:
+    manifest = _manifest(WITH_UNKNOWN)
+    assert manifest["counts"]["read"] == 18
+    assert manifest["reconciles"] is True
+
+
+def test_rejections_are_summed_by_reason() -> None:
+    assert _manifest(WITH_UNKNOWN)["rejected_by_reason"] == {
+        "DUPLICATE_CONFLICT": 1,
+        "INVALID_CPR": 1,
+        "MALFORMED_JSON": 1,
+        "NOT_AN_OBJECT": 2,
+    }
+
+
+def test_duplicates_are_summed_by_kind() -> None:
+    assert _manifest(BALANCED)["duplicates_by_kind"] == {"in_input": 1, "in_output": 1}
+
+
+def test_warnings_are_summed_by_kind() -> None:
+    assert _manifest(BALANCED)["warnings"] == {"UNMASKED_CARD_NUMBER": 1}
+
+
+def test_manifest_carries_the_run_and_its_files() -> None:
+    manifest = build_manifest(INFO, BALANCED, ["b", "a"], ["z"])
+    assert manifest["run_id"] == INFO.run_id
+    assert manifest["input_key"] == INFO.input_key
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["inputs"] == [{"path": "gs://landing/2017-07-01.jsonl", "bytes": 123_456}]
+    assert manifest["files_written"] == ["a", "b"]
+    assert manifest["files_removed"] == ["z"]
+
+
+def test_manifest_is_json_ready() -> None:
+    manifest = _manifest(WITH_UNKNOWN)
+    assert orjson.loads(orjson.dumps(manifest)) == manifest
+
+
+def test_run_info_dict_holds_every_field() -> None:
+    assert run_info_dict(INFO)["output_root"] == "gs://bucket/prefix"
+
+
+def test_summary_table_has_a_row_per_channel() -> None:
+    lines = summary_table(_manifest(WITH_UNKNOWN)).splitlines()
+    for channel in ("portal", "mobile_app", "kiosk", "unknown", "total"):
+        assert any(line.startswith(channel) for line in lines), channel
+
+
+def test_summary_table_shows_success_amount() -> None:
+    portal = next(
+        line
+        for line in summary_table(_manifest(BALANCED)).splitlines()
+        if line.startswith("portal")
+    )
+    assert portal.endswith("68000.500")
+
+
+def test_summary_table_says_whether_the_run_reconciles() -> None:
+    assert summary_table(_manifest(BALANCED)).endswith(": yes")
+    assert "NO" in summary_table(_manifest({**BALANCED, "read:kiosk": 3})).splitlines()[-1]
