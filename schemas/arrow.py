@@ -24,8 +24,10 @@ class SchemaMappingError(TypeError):
 def _decimal_type(name: str, info: FieldInfo) -> pa.DataType:
     digits = places = None
     for meta in info.metadata:
-        digits = getattr(meta, "max_digits", None) or digits
-        places = getattr(meta, "decimal_places", None) or places
+        if getattr(meta, "max_digits", None) is not None:
+            digits = meta.max_digits
+        if getattr(meta, "decimal_places", None) is not None:
+            places = meta.decimal_places
     if digits is None or places is None:
         raise SchemaMappingError(f"{name}: a Decimal needs max_digits and decimal_places")
     return pa.decimal128(digits, places)

@@ -12,7 +12,7 @@ MAX_FILS = 10**18 - 1
 
 # Digits, optionally a point and one to three digits. No sign, exponent, NaN or Infinity: each
 # of those is an error in a payment amount, and a fourth decimal must never be rounded away.
-_AMOUNT_TEXT = re.compile(r"(\d{1,15})(?:\.(\d{1,3}))?")
+_AMOUNT_TEXT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,3}))?")  # ASCII digits only
 
 
 class AmountError(ValueError):
@@ -27,9 +27,9 @@ def fils_from_text(text: str) -> int:
     """Exact fils of a decimal BHD string such as "12.500"; refuses anything inexact."""
     match = _AMOUNT_TEXT.fullmatch(text)
     if match is None:
-        if re.fullmatch(r"\s*-\s*[\d.]+\s*", text):
+        if re.fullmatch(r"\s*-\s*[0-9.]+\s*", text):
             raise AmountError("NON_POSITIVE_AMOUNT", f"amount {text!r} is negative")
-        if re.fullmatch(r"\d+\.\d{4,}", text):
+        if re.fullmatch(r"[0-9]+\.[0-9]{4,}", text):
             raise AmountError(
                 "INVALID_AMOUNT", f"amount {text!r} has more than 3 decimals (BHD has 3)"
             )

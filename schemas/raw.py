@@ -32,9 +32,11 @@ LATEST = datetime(2100, 1, 1, tzinfo=BAHRAIN)
 _EARLIEST_MS = to_utc_micros(EARLIEST) // 1000
 _LATEST_MS = to_utc_micros(LATEST) // 1000
 
-CPR_PATTERN = r"^\d{9}$"
+# [0-9], not \\d: \\d also matches Arabic-Indic digits, which would give one resident two
+# pseudonyms (the same CPR written two ways).
+CPR_PATTERN = r"^[0-9]{9}$"
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_LOCAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _positive_fils(text: Any) -> int:

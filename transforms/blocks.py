@@ -61,7 +61,7 @@ def claimed_identity(payload: bytes) -> tuple[Any, str | None, str | None]:
     parts = [parsed.get(name) for name in ids]
     event_id = None
     if parts and all(isinstance(p, str | int) and not isinstance(p, bool) for p in parts):
-        event_id = redact_text(":".join([str(channel), *(str(p) for p in parts)]))[:200]
+        event_id = ":".join([str(channel), *(str(p) for p in parts)])[:200]
     return parsed, channel if isinstance(channel, str) else None, event_id
 
 

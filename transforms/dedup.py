@@ -111,8 +111,10 @@ def against_existing(
     if not seen.any():
         return Deduplicated(table, table.slice(0, 0), [], stats)
     earlier_hash = existing_hashes.take(position)
-    same = pc.equal(table["record_hash"], earlier_hash).to_numpy(zero_copy_only=False)
-    same = np.where(seen, same, False)
+    # Unseen rows compare as null; they are neither duplicates nor conflicts.
+    same = pc.fill_null(pc.equal(table["record_hash"], earlier_hash), False).to_numpy(
+        zero_copy_only=False
+    )
     for channel in table["channel"].filter(pa.array(seen & same)).to_pylist():
         stats[st.duplicate_key(channel, "in_output")] += 1
     conflict = seen & ~same

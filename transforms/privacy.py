@@ -13,10 +13,14 @@ _MIN_KEY_BYTES = 16
 # Keys whose values identify a person or a card, wherever they appear in a raw event.
 _CPR_KEYS = frozenset({"cpr", "national_id", "cpr_number"})
 _CARD_KEYS = frozenset({"card", "pan", "card_number"})
-# A CPR or card number as a bare run of 9-19 digits, or a card number written in groups
-# (4-4-4-4, 4-4-4-x, Amex 4-6-5). Dates and times ("2017-07-01 02:00") are not matched.
+# System-generated identifiers: their digits are sequence numbers, not personal data, and
+# keeping them lets an operator find the event at the source.
+_ID_KEYS = frozenset({"txn_id", "event_id", "kiosk_id", "gateway_ref", "seq"})
+# A CPR or card number as a bare run of 9 or more digits (a longer run may hide both), or a
+# card number written in groups (4-4-4-4, 4-4-4-x, Amex 4-6-5). Dates and times such as
+# "2017-07-01 02:00" are not matched. \d is deliberate: Arabic-Indic digits are caught too.
 _DIGIT_RUN = re.compile(
-    r"(?<!\d)(?:\d{9,19}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]?\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5})(?!\d)"
+    r"(?<!\d)(?:\d{9,}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]?\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5})(?!\d)"
 )
 _REDACTED_RAW_MAX_CHARS = 2048
 
@@ -60,6 +64,8 @@ def _mask_digits(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
     if len(digits) == 9:
         return "<redacted-cpr>"
+    if len(digits) > 19:  # not one card number: nothing of it is kept
+        return "<redacted-digits>"
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
@@ -70,7 +76,8 @@ def redact_text(text: str) -> str:
 
 def _redact_value(key: str | None, value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _redact_value(k, v) for k, v in value.items()}
+        # Keys too: a producer may key a map by CPR.
+        return {redact_text(str(k)): _redact_value(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact_value(None, v) for v in value]
     lowered = key.lower() if isinstance(key, str) else None
@@ -79,9 +86,13 @@ def _redact_value(key: str | None, value: Any) -> Any:
     if lowered in _CARD_KEYS and value is not None:
         last4, _ = card_last4(str(value))
         return f"************{last4}" if last4 else "<redacted-card>"
+    if lowered in _ID_KEYS:
+        return value
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 9 <= len(str(abs(value))) <= 19:
+    if isinstance(value, float) and abs(value) >= 1e8:
+        value = int(value)  # a card number sent as a float is still a card number
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= 9:
         # A number that could be a CPR or a card number is masked unless it is clearly
         # an epoch timestamp in milliseconds (13 digits starting with 1).
         text = str(value)

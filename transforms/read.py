@@ -88,7 +88,9 @@ def iter_lines(handle: IO[bytes], start: int, end: int | None) -> Iterator[tuple
                 else:
                     if end is not None and line_start >= end:
                         return
-                    yield line_no, line if not overflow else line[: MAX_HELD_LINE_BYTES + 1]
+                    if overflow or len(line) > MAX_HELD_LINE_BYTES:
+                        line = line[: MAX_HELD_LINE_BYTES + 1]
+                    yield line_no, line
                     line_no += 1
                 offset += len(piece) + 1
                 line_start = offset

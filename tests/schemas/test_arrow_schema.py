@@ -209,11 +209,6 @@ def test_decimal_without_places_is_refused() -> None:
         arrow_schema(DecimalWithoutPlaces)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _decimal_type reads decimal_places with `or`, so decimal_places=0 counts as "
-    "missing and a whole-number Decimal raises SchemaMappingError",
-)
 def test_decimal_with_zero_places_maps_to_scale_zero() -> None:
     assert arrow_schema(WholeDecimal).field("fee").type == pa.decimal128(10, 0)
 

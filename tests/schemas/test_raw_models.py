@@ -297,10 +297,5 @@ def test_reason_lists_several_broken_fields() -> None:
     assert "method" in reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CPR_PATTERN '^\\d{9}$' is checked by a Unicode-aware regex, so a CPR in "
-    "Arabic-Indic digits is accepted and pseudonymised apart from the same CPR in ASCII",
-)
 def test_cpr_in_arabic_indic_digits_is_invalid_cpr() -> None:
     assert _rejected(_with(MOBILE_APP, "user.cpr", "٨٥٠١٠١٢٣٤")).code is RejectCode.INVALID_CPR

@@ -212,14 +212,6 @@ def test_against_nothing_existing_keeps_everything() -> None:
     assert result.conflicts.num_rows == 0
 
 
-_MIXED_NEW_AND_WRITTEN = (
-    "BUG: against_existing crashes (ArrowNotImplementedError: Filter argument must be boolean "
-    "type) when only some rows were written before: pc.equal against the null hashes of unseen "
-    "rows gives an object array, and ~ on it yields the ints -1/-2 instead of booleans"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=_MIXED_NEW_AND_WRITTEN)
 def test_new_rows_beside_a_row_already_written_are_kept() -> None:
     table = _table((PORTAL, "a", 1), (MOBILE_APP, "a", 2))
     result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
@@ -230,7 +222,6 @@ def test_new_rows_beside_a_row_already_written_are_kept() -> None:
     assert dict(result.stats) == {st.duplicate_key("portal", "in_output"): 1}
 
 
-@pytest.mark.xfail(strict=True, reason=_MIXED_NEW_AND_WRITTEN)
 def test_new_rows_beside_a_conflicting_row_are_kept() -> None:
     table = _table((PORTAL_OTHER_AMOUNT, "a", 1), (MOBILE_APP, "a", 2), (KIOSK, "a", 3))
     result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))

@@ -238,11 +238,6 @@ def test_unterminated_long_last_line_is_truncated() -> None:
     assert [(n, len(line)) for n, line in lines] == [(1, len(PORTAL)), (2, MAX_HELD_LINE_BYTES + 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: iter_lines truncates only the held tail of a chunk; a line longer than "
-    "MAX_HELD_LINE_BYTES that ends inside one read chunk (up to 4 MiB) is yielded whole",
-)
 def test_long_line_inside_one_read_chunk_is_truncated() -> None:
     data = b"x" * (2 * MAX_HELD_LINE_BYTES) + b"\n" + PORTAL + b"\n"
     lines = list(iter_lines(io.BytesIO(data), 0, None))
