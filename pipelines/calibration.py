@@ -1,0 +1,84 @@
+"""Compare a run's H1 2017 output with the published per-channel figures (domain.md).
+
+    python -m pipelines.calibration OUT [--tolerance 0.02]
+
+Reads the daily aggregates the batch job wrote (an independent path from the generator) and
+prints successful payments and BHD per channel against the published numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from pipelines.generate import H1_2017_DAYS, H1_2017_START, PUBLISHED_H1_2017
+from schemas import layout
+from schemas.arrow import payment_partition_schema
+from schemas.enums import PaymentStatus
+from schemas.money import fils_to_decimal
+
+H1_2017_END = date.fromordinal(H1_2017_START.toordinal() + H1_2017_DAYS - 1)
+
+
+def measured(output_root: str) -> dict[str, tuple[int, Decimal]]:
+    """(successful payments, BHD) per channel over H1 2017, from the by_status aggregates."""
+    dataset = ds.dataset(
+        layout.join(output_root, layout.AGGREGATES, "by_status"),
+        format="parquet",
+        partitioning=ds.partitioning(payment_partition_schema(), flavor="hive"),
+    )
+    in_h1 = (
+        (ds.field("status") == PaymentStatus.SUCCESS.value)
+        & (ds.field("event_date") >= pa.scalar(H1_2017_START, pa.date32()))
+        & (ds.field("event_date") <= pa.scalar(H1_2017_END, pa.date32()))
+    )
+    table = dataset.to_table(filter=in_h1)
+    totals = table.group_by("channel").aggregate([("payments", "sum"), ("amount", "sum")])
+    return {
+        row["channel"]: (row["payments_sum"], Decimal(row["amount_sum"]))
+        for row in totals.to_pylist()
+    }
+
+
+def compare(output_root: str) -> list[tuple[str, int, int, Decimal, Decimal, float]]:
+    """(channel, published count, measured count, published BHD, measured BHD, worst deviation)."""
+    got = measured(output_root)
+    rows = []
+    for channel, (count, fils) in PUBLISHED_H1_2017.items():
+        n, amount = got.get(channel.value, (0, Decimal(0)))
+        published_bhd = fils_to_decimal(fils)
+        deviation = max(abs(n - count) / count, float(abs(amount - published_bhd) / published_bhd))
+        rows.append((channel.value, count, n, published_bhd, amount, deviation))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.calibration", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("output", help="the batch job's --output root")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="default %(default)s")
+    args = parser.parse_args(argv)
+    rows = compare(args.output)
+    print(
+        f"{'channel':<11}{'published':>11}{'measured':>11}{'published BHD':>17}"
+        f"{'measured BHD':>17}{'off by':>9}"
+    )
+    for channel, count, n, published, amount, deviation in rows:
+        print(
+            f"{channel:<11}{count:>11,}{n:>11,}{published:>17,.3f}{amount:>17,.3f}{deviation:>8.2%}"
+        )
+    worst = max(row[5] for row in rows)
+    verdict = "within" if worst <= args.tolerance else "NOT within"
+    print(f"worst deviation {worst:.2%}: {verdict} {args.tolerance:.0%} of the published figures")
+    return 0 if worst <= args.tolerance else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
