@@ -13,13 +13,13 @@ from datetime import date
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import layout
-from schemas.arrow import rejected_schema
+from schemas.arrow import payment_schema, rejected_schema
 from transforms import stats as st
 from transforms.blocks import rejected_table
+from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import (
     DEFAULT_BUCKETS,
     Deduplicated,
@@ -35,10 +35,6 @@ from transforms.storage import write_parquet
 log = logging.getLogger(__name__)
 
 
-def _concat(tables: Iterable[pa.Table]) -> pa.Table:
-    return pa.concat_tables(list(tables))
-
-
 class _Lineage:
     """Run id and ingest time, for the rejected rows a sink creates."""
 
@@ -46,25 +42,29 @@ class _Lineage:
         self.run_id = run_id
         self.ingested_micros = ingested_micros
 
-    def conflicts(self, result: Deduplicated) -> pa.Table:
-        return rejected_table(conflict_rejections(result), self.run_id, self.ingested_micros)
+    def conflicts(self, result: Deduplicated) -> ArrowBlock:
+        table = rejected_table(conflict_rejections(result), self.run_id, self.ingested_micros)
+        return ArrowBlock.of(table)
 
 
 class DeduplicateBucketFn(beam.DoFn):  # type: ignore[misc]
-    """(bucket, tables) -> winners keyed by partition; conflicts and stats tagged."""
+    """(bucket, blocks) -> winners keyed by partition; conflicts and stats tagged."""
 
     def __init__(self, lineage: _Lineage) -> None:
         self._lineage = lineage
 
-    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
-        _, tables = element
-        result = deduplicate(_concat(tables))
-        yield from split_by_partition(result.winners)
+    def process(self, element: tuple[int, Iterable[ArrowBlock]]) -> Iterator[Any]:
+        _, blocks = element
+        result = deduplicate(concat_blocks(blocks, payment_schema()))
+        for key, rows in split_by_partition(result.winners):
+            yield key, ArrowBlock.of(rows)
         if result.conflicts.num_rows:
-            conflicts = self._lineage.conflicts(result)
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, conflicts)
-            for channel in conflicts["channel"].to_pylist():
+            yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
+            for channel in result.conflicts["channel"].to_pylist():
                 result.stats[st.rejected_key(channel, "DUPLICATE_CONFLICT")] += 1
+        beam.metrics.Metrics.counter("dedup", "duplicates_in_input").inc(
+            sum(result.stats.values()) - result.conflicts.num_rows
+        )
         yield pvalue.TaggedOutput(Outcome.STATS.value, dict(result.stats))
 
 
@@ -80,7 +80,13 @@ class DeduplicateBatch(beam.PTransform):  # type: ignore[misc]
         buckets = self._buckets
         return (
             accepted
-            | "KeyByEventBucket" >> beam.FlatMap(lambda t: split_by_bucket(t, buckets))
+            | "KeyByEventBucket"
+            >> beam.FlatMap(
+                lambda block: (
+                    (bucket, ArrowBlock.of(rows))
+                    for bucket, rows in split_by_bucket(block.table(), buckets)
+                )
+            )
             | "GroupByEventBucket" >> beam.GroupByKey()
             | "KeepFirstPerEvent"
             >> beam.ParDo(DeduplicateBucketFn(self._lineage)).with_outputs(
@@ -90,15 +96,16 @@ class DeduplicateBatch(beam.PTransform):  # type: ignore[misc]
 
 
 class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
-    """((channel, day), tables) -> staged files; conflicts with earlier runs and stats tagged."""
+    """((channel, day), blocks) -> staged files; conflicts with earlier runs and stats tagged."""
 
     def __init__(self, settings: WriteSettings, lineage: _Lineage) -> None:
         self._settings = settings
         self._lineage = lineage
 
-    def process(self, element: tuple[tuple[str, str], Iterable[pa.Table]]) -> Iterator[Any]:
-        (channel, day), tables = element
-        written = write_partition(channel, date.fromisoformat(day), _concat(tables), self._settings)
+    def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
+        (channel, day), blocks = element
+        rows = concat_blocks(blocks, payment_schema())
+        written = write_partition(channel, date.fromisoformat(day), rows, self._settings)
         yield from written.staged
         for stale in written.stale:
             yield pvalue.TaggedOutput("stale", stale)
@@ -106,9 +113,8 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
             result = Deduplicated(
                 written.conflicts, written.conflicts, written.conflict_winner_hash, written.stats
             )
-            rejected = self._lineage.conflicts(result)
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, rejected)
-            for ch in rejected["channel"].to_pylist():
+            yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
+            for ch in written.conflicts["channel"].to_pylist():
                 written.stats[st.rejected_key(ch, "DUPLICATE_CONFLICT")] += 1
         beam.metrics.Metrics.counter("write", "accepted").inc(
             written.stats.get(st.accepted_key(channel), 0)
@@ -134,10 +140,10 @@ class StagePartitions(beam.PTransform):  # type: ignore[misc]
         )
 
 
-def stage_rejected(tables: list[pa.Table], settings: WriteSettings) -> list[StagedFile]:
+def stage_rejected(blocks: list[ArrowBlock], settings: WriteSettings) -> list[StagedFile]:
     """Stage this input's rejected events as one file (none when nothing was rejected, which
     also clears a file an earlier run of the same input left)."""
-    table = pa.concat_tables([rejected_schema().empty_table(), *tables])
+    table = concat_blocks(blocks, rejected_schema())
     final = layout.rejected_path(settings.root, settings.input_key)
     if table.num_rows == 0:
         return []

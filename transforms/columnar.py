@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -40,3 +41,46 @@ def fils_from_decimal(amounts: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def constant(value: object, length: int, type_: pa.DataType) -> pa.Array:
     """A column holding one value `length` times (lineage such as run id)."""
     return pa.array([value] * length, type=type_)
+
+
+@dataclass(frozen=True)
+class ArrowBlock:
+    """A table in Arrow IPC stream form, as Beam moves it between steps and workers.
+
+    Pickling a pyarrow Table costs about a millisecond and drags a slice's whole parent
+    buffers along; IPC bytes cost a copy. `num_rows` rides along so counting needs no decode.
+    """
+
+    ipc: bytes
+    num_rows: int
+
+    @classmethod
+    def of(cls, table: pa.Table) -> ArrowBlock:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return cls(sink.getvalue().to_pybytes(), table.num_rows)
+
+    def table(self) -> pa.Table:
+        return pa.ipc.open_stream(self.ipc).read_all()
+
+
+def concat_blocks(blocks: Iterable[ArrowBlock], schema: pa.Schema) -> pa.Table:
+    """One table of many blocks (an empty table of `schema` when there are none)."""
+    tables = [block.table() for block in blocks]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def runs(table: pa.Table, keys: list[np.ndarray]) -> Iterator[tuple[int, pa.Table]]:
+    """(first row index, rows) of each run of equal keys in a table already sorted by them."""
+    n = table.num_rows
+    if n == 0:
+        return
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.append(starts[1:], n)
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield start, table.slice(start, end - start)

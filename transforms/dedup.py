@@ -11,6 +11,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import orjson
@@ -18,8 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.enums import RejectCode
+from schemas.timekeeping import EPOCH_DATE
 from transforms import stats as st
 from transforms.blocks import RejectedInput
+from transforms.columnar import runs
 from transforms.validate import Rejection
 
 ORDER = [
@@ -53,8 +56,10 @@ def split_by_bucket(table: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Tab
         dtype=np.int32,
         count=table.num_rows,
     )
-    for bucket in np.unique(keys):
-        yield int(bucket), table.filter(pa.array(keys == bucket))
+    order = np.argsort(keys, kind="stable")
+    ordered_keys = keys[order]
+    for start, rows in runs(table.take(pa.array(order)), [ordered_keys]):
+        yield int(ordered_keys[start]), rows
 
 
 def split_by_partition(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Table]]:
@@ -62,13 +67,12 @@ def split_by_partition(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Ta
     is plain strings so Beam can encode it deterministically for the GroupByKey."""
     if table.num_rows == 0:
         return
-    keys = pa.table({"channel": table["channel"], "event_date": table["event_date"]})
-    for group in keys.group_by(["channel", "event_date"]).aggregate([]).to_pylist():
-        mask = pc.and_(
-            pc.equal(table["channel"], group["channel"]),
-            pc.equal(table["event_date"], pa.scalar(group["event_date"], pa.date32())),
-        )
-        yield (group["channel"], group["event_date"].isoformat()), table.filter(mask)
+    ordered = table.sort_by([("channel", "ascending"), ("event_date", "ascending")])
+    channels = ordered["channel"].to_numpy(zero_copy_only=False)
+    days = ordered["event_date"].cast(pa.int32()).to_numpy()
+    for start, rows in runs(ordered, [channels, days]):
+        day = EPOCH_DATE + timedelta(days=int(days[start]))
+        yield (str(channels[start]), day.isoformat()), rows
 
 
 def deduplicate(table: pa.Table) -> Deduplicated:

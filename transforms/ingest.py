@@ -1,8 +1,8 @@
 """The core ingestion transform, shared by the batch and the streaming pipeline.
 
-RawBlocks in; accepted payments (Arrow tables), rejected events (Arrow tables) and statistics
-out. It knows nothing of where blocks come from or where results go: batch and streaming attach
-different sources and sinks around it.
+RawBlocks in; accepted payments and rejected events (an `ArrowBlock` each per input block)
+and statistics out. It knows nothing of where blocks come from or where results go: batch
+and streaming attach different sources and sinks around it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from apache_beam import pvalue
 
 from schemas.catalogue import load_catalogue
 from transforms.blocks import RunContext, process_block
+from transforms.columnar import ArrowBlock
 from transforms.normalise import Normaliser
 from transforms.privacy import Pseudonymiser
 from transforms.rawblock import RawBlock
@@ -42,7 +43,7 @@ class IngestResult(NamedTuple):
 
 
 class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
-    """RawBlock -> accepted table (main), rejected table and stats (tagged)."""
+    """RawBlock -> accepted ArrowBlock (main), rejected ArrowBlock and stats (tagged)."""
 
     def __init__(
         self, pseudonym_key: bytes, run_id: str, ingested_micros: int, max_event_bytes: int
@@ -74,9 +75,9 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
         if self._seen // _PROGRESS_EVERY > before:
             log.info("validated %s events in this worker", f"{self._seen:,}")
         if accepted:
-            yield result.accepted
+            yield ArrowBlock.of(result.accepted)
         if rejected:
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, result.rejected)
+            yield pvalue.TaggedOutput(Outcome.REJECTED.value, ArrowBlock.of(result.rejected))
         yield pvalue.TaggedOutput(Outcome.STATS.value, dict(result.stats))
 
 

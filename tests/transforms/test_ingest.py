@@ -30,7 +30,9 @@ def _column(tables: Iterable[pa.Table], name: str) -> list[object]:
 def test_core_transform_accepts_valid_events_of_every_channel() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
         result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
-        ids = result.accepted | beam.FlatMap(lambda t: t.column("event_id").to_pylist())
+        ids = result.accepted | beam.FlatMap(
+            lambda block: block.table().column("event_id").to_pylist()
+        )
         assert_that(
             ids,
             equal_to(
@@ -46,12 +48,16 @@ def test_core_transform_accepts_valid_events_of_every_channel() -> None:
 def test_core_transform_rejects_bad_lines_with_code_and_origin() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
         result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
-        rejected = result.rejected | beam.FlatMap(
-            lambda t: zip(
-                t.column("error_code").to_pylist(),
-                t.column("source_file").to_pylist(),
-                t.column("source_line").to_pylist(),
-                strict=True,
+        rejected = (
+            result.rejected
+            | beam.Map(lambda block: block.table())
+            | beam.FlatMap(
+                lambda t: zip(
+                    t.column("error_code").to_pylist(),
+                    t.column("source_file").to_pylist(),
+                    t.column("source_line").to_pylist(),
+                    strict=True,
+                )
             )
         )
         assert_that(
