@@ -85,7 +85,10 @@ INTEGER_TYPES = "('UBIGINT', 'BIGINT')"
 CODE_RE = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 AMOUNT_RE = r"^[0-9]{1,15}(\.[0-9]{1,3})?$"
 CPR_RE = "^[0-9]{9}$"
-OFFSET_TIME_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+OFFSET_TIME_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"  # date and time
+    r"(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"  # optional fraction, mandatory offset
+)
 LOCAL_TIME_RE = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 
 
@@ -122,7 +125,7 @@ WITH shaped AS (
                  WHEN 'kiosk' THEN 'kiosk:' || k_kiosk_id || ':' || k_seq END AS event_id,
     CASE channel WHEN 'portal' THEN p_service_code WHEN 'mobile_app' THEN a_service_code
                  WHEN 'kiosk' THEN k_service END AS service_code,
-    CASE channel
+    try_cast(CASE channel
       WHEN 'portal' THEN CASE WHEN t_amount_fils IN {INTEGER_TYPES}
                               THEN try_cast(p_amount_fils AS BIGINT) END
                               * CAST(0.001 AS DECIMAL(18, 3))
@@ -132,7 +135,7 @@ WITH shaped AS (
       WHEN 'kiosk' THEN CASE WHEN t_k_amount = 'VARCHAR'
                               AND regexp_full_match(k_amount, '{AMOUNT_RE}')
                          THEN try_cast(k_amount AS DECIMAL(18, 3)) END
-    END::DECIMAL(18, 3) AS amount,
+    END AS DECIMAL(18, 3)) AS amount,
     CASE channel WHEN 'portal' THEN p_currency WHEN 'mobile_app' THEN a_currency
                  WHEN 'kiosk' THEN 'BHD' END AS currency,
     CASE channel WHEN 'portal' THEN p_status WHEN 'mobile_app' THEN a_outcome
@@ -182,7 +185,10 @@ WITH shaped AS (
     END AS reason
   FROM shaped
 )
-SELECT *, reason IS NULL AS ok FROM checked"""
+SELECT * EXCLUDE (raw, raw_status, seq_ok), reason IS NULL AS ok,
+       -- only rejected lines keep their text (cut like the pipeline's 64 KiB line limit)
+       CASE WHEN reason IS NOT NULL THEN left(raw::VARCHAR, 65536) END AS raw
+FROM checked"""
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -229,13 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     os.makedirs(f"{out}/rejected", exist_ok=True)
     con.execute(
-        f"""COPY (SELECT source_file, channel, reason, left(raw::VARCHAR, 65536) AS raw
-                  FROM lines WHERE NOT ok)
+        f"""COPY (SELECT source_file, channel, reason, raw FROM lines WHERE NOT ok)
             TO '{out}/rejected/rejected.parquet' (FORMAT parquet, COMPRESSION zstd)"""
     )
     seconds["write_payments"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
+    os.makedirs(f"{out}/aggregates", exist_ok=True)
     con.execute(
         f"""COPY (SELECT event_date, channel, status, count(*) AS payments,
                          sum(amount)::DECIMAL(18, 3) AS amount

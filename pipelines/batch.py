@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.options import BatchOptions, resolve_pseudonym_key
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
-from transforms.batch_write import DeduplicateBatch, StagePartitions, StageRejected
+from transforms.batch_write import DeduplicateAndStage, StageRejected
 from transforms.commit import CommitRun
 from transforms.ingest import IngestEvents, Outcome
 from transforms.manifest import RunInfo, summary_table
@@ -76,22 +76,17 @@ def build(
     ingested = blocks | "Ingest" >> IngestEvents(
         pseudonym_key, info.run_id, ingested_micros, options.max_event_bytes
     )
-    deduped = ingested.accepted | "Deduplicate" >> DeduplicateBatch(
-        info.run_id, ingested_micros, options.dedup_buckets
+    staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(
+        settings, ingested_micros, options.dedup_buckets
     )
-    staged = deduped["winners"] | "StagePartitions" >> StagePartitions(settings, ingested_micros)
     rejected_files = (
-        (
-            ingested.rejected,
-            deduped[Outcome.REJECTED.value],
-            staged[Outcome.REJECTED.value],
-        )
+        (ingested.rejected, staged[Outcome.REJECTED.value])
         | "AllRejected" >> beam.Flatten()
         | "StageRejected" >> StageRejected(settings)
     )
     all_staged = (staged["staged"], rejected_files) | "AllStaged" >> beam.Flatten()
     stats = (
-        (ingested.stats, deduped[Outcome.STATS.value], staged[Outcome.STATS.value])
+        (ingested.stats, staged[Outcome.STATS.value])
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> MergeStats()
     )

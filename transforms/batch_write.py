@@ -8,7 +8,7 @@ them into place, removes this input's superseded files, then writes the run mani
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -17,14 +17,21 @@ from apache_beam import pvalue
 
 from schemas import layout
 from schemas.arrow import payment_schema, rejected_schema
+from schemas.enums import RejectCode
 from transforms import stats as st
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import (
     DEFAULT_BUCKETS,
+    INDEX_COLUMNS,
     Deduplicated,
     conflict_rejections,
+    cross_partition_losers,
     deduplicate,
+    drop_losers,
+    index_schema,
+    loser_schema,
+    merge_results,
     split_by_bucket,
     split_by_partition,
 )
@@ -47,94 +54,92 @@ class _Lineage:
         return ArrowBlock.of(table)
 
 
-class DeduplicateBucketFn(beam.DoFn):  # type: ignore[misc]
-    """(bucket, blocks) -> winners keyed by partition; conflicts and stats tagged."""
-
-    def __init__(self, lineage: _Lineage) -> None:
-        self._lineage = lineage
-
-    def process(self, element: tuple[int, Iterable[ArrowBlock]]) -> Iterator[Any]:
-        _, blocks = element
-        result = deduplicate(concat_blocks(blocks, payment_schema()))
-        for key, rows in split_by_partition(result.winners):
-            yield key, ArrowBlock.of(rows)
-        if result.conflicts.num_rows:
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
-            for channel in result.conflicts["channel"].to_pylist():
-                result.stats[st.rejected_key(channel, "DUPLICATE_CONFLICT")] += 1
-        beam.metrics.Metrics.counter("dedup", "duplicates_in_input").inc(
-            sum(result.stats.values()) - result.conflicts.num_rows
-        )
-        yield pvalue.TaggedOutput(Outcome.STATS.value, dict(result.stats))
+def _index_by_bucket(block: ArrowBlock, buckets: int) -> Iterator[tuple[int, ArrowBlock]]:
+    index = block.table().select(INDEX_COLUMNS)
+    for bucket, rows in split_by_bucket(index, buckets):
+        yield bucket, ArrowBlock.of(rows)
 
 
-class DeduplicateBatch(beam.PTransform):  # type: ignore[misc]
-    """Accepted tables -> one row per event_id, grouped by Hive partition."""
+def _losers_by_partition(
+    element: tuple[int, Iterable[ArrowBlock]],
+) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
+    _, blocks = element
+    losers = cross_partition_losers(concat_blocks(blocks, index_schema()))
+    for key, rows in split_by_partition(losers):
+        yield key, ArrowBlock.of(rows)
 
-    def __init__(self, run_id: str, ingested_micros: int, buckets: int = DEFAULT_BUCKETS) -> None:
-        super().__init__()
-        self._buckets = buckets
-        self._lineage = _Lineage(run_id, ingested_micros)
 
-    def expand(self, accepted: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        buckets = self._buckets
-        return (
-            accepted
-            | "KeyByEventBucket"
-            >> beam.FlatMap(
-                lambda block: (
-                    (bucket, ArrowBlock.of(rows))
-                    for bucket, rows in split_by_bucket(block.table(), buckets)
-                )
-            )
-            | "GroupByEventBucket" >> beam.GroupByKey()
-            | "KeepFirstPerEvent"
-            >> beam.ParDo(DeduplicateBucketFn(self._lineage)).with_outputs(
-                Outcome.REJECTED.value, Outcome.STATS.value, main="winners"
-            )
-        )
+def _rows_by_partition(block: ArrowBlock) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
+    for key, rows in split_by_partition(block.table()):
+        yield key, ArrowBlock.of(rows)
 
 
 class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
-    """((channel, day), blocks) -> staged files; conflicts with earlier runs and stats tagged."""
+    """((channel, day), blocks) -> staged files; conflicts and stats tagged.
+
+    Drops rows whose event was first seen in another partition, keeps the first row of each
+    event_id, then leaves out events an earlier run already wrote (`write_partition`).
+    """
 
     def __init__(self, settings: WriteSettings, lineage: _Lineage) -> None:
         self._settings = settings
         self._lineage = lineage
 
-    def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
+    def process(
+        self,
+        element: tuple[tuple[str, str], Iterable[ArrowBlock]],
+        moved: Mapping[tuple[str, str], Iterable[ArrowBlock]],  # a multimap: [] when absent
+    ) -> Iterator[Any]:
         (channel, day), blocks = element
         rows = concat_blocks(blocks, payment_schema())
-        written = write_partition(channel, date.fromisoformat(day), rows, self._settings)
+        elsewhere = drop_losers(rows, concat_blocks(moved[(channel, day)], loser_schema()))
+        within = deduplicate(elsewhere.winners)
+        written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)
         yield from written.staged
         for stale in written.stale:
             yield pvalue.TaggedOutput("stale", stale)
-        if written.conflicts is not None and written.conflicts.num_rows:
-            result = Deduplicated(
-                written.conflicts, written.conflicts, written.conflict_winner_hash, written.stats
-            )
+        result = merge_results(written.result.winners, elsewhere, within, written.result)
+        if result.conflicts.num_rows:
             yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
-            for ch in written.conflicts["channel"].to_pylist():
-                written.stats[st.rejected_key(ch, "DUPLICATE_CONFLICT")] += 1
-        beam.metrics.Metrics.counter("write", "accepted").inc(
-            written.stats.get(st.accepted_key(channel), 0)
+            for ch in result.conflicts["channel"].to_pylist():
+                result.stats[st.rejected_key(ch, RejectCode.DUPLICATE_CONFLICT.value)] += 1
+        accepted = written.stats.get(st.accepted_key(channel), 0)
+        beam.metrics.Metrics.counter("write", "accepted").inc(accepted)
+        beam.metrics.Metrics.counter("dedup", "duplicates").inc(
+            sum(v for k, v in result.stats.items() if k.startswith("duplicates:"))
         )
-        yield pvalue.TaggedOutput(Outcome.STATS.value, dict(written.stats))
+        beam.metrics.Metrics.counter("dedup", "conflicts").inc(result.conflicts.num_rows)
+        yield pvalue.TaggedOutput(Outcome.STATS.value, {**written.stats, **result.stats})
 
 
-class StagePartitions(beam.PTransform):  # type: ignore[misc]
-    """Partition-keyed winners -> staged Parquet files (payments and aggregates)."""
+class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
+    """Accepted blocks -> one row per event_id, staged as Parquet per Hive partition.
 
-    def __init__(self, settings: WriteSettings, ingested_micros: int) -> None:
+    Outputs: `staged` (StagedFile), `stale` (paths this input's earlier run wrote that are now
+    superseded), rejected conflicts and stats.
+    """
+
+    def __init__(
+        self, settings: WriteSettings, ingested_micros: int, buckets: int = DEFAULT_BUCKETS
+    ) -> None:
         super().__init__()
+        self._buckets = buckets
         self._fn = StagePartitionFn(settings, _Lineage(settings.run_id, ingested_micros))
 
-    def expand(self, winners: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, accepted: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        buckets = self._buckets
+        moved = (
+            accepted
+            | "IndexByEventBucket" >> beam.FlatMap(_index_by_bucket, buckets)
+            | "GroupIndexByBucket" >> beam.GroupByKey()
+            | "FindMovedRedeliveries" >> beam.FlatMap(_losers_by_partition)
+        )
         return (
-            winners
+            accepted
+            | "KeyByPartition" >> beam.FlatMap(_rows_by_partition)
             | "GroupByPartition" >> beam.GroupByKey()
             | "StagePartition"
-            >> beam.ParDo(self._fn).with_outputs(
+            >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(
                 "stale", Outcome.REJECTED.value, Outcome.STATS.value, main="staged"
             )
         )

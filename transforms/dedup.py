@@ -1,8 +1,12 @@
 """De-duplication by event_id: one row per event, a redelivery counted, a conflict rejected.
 
-Pure Arrow functions here; `DeduplicateBatch` wraps them for the batch pipeline. The winner
-among rows sharing an event_id is the first in input order (source file, then line, then
-message id), so the same input always keeps the same row whatever order workers ran in.
+Pure Arrow functions here; `transforms.batch_write` wraps them for the batch pipeline. The
+winner among rows sharing an event_id is the first in input order (source file, then line,
+then message id), so the same input always keeps the same row whatever order workers ran in.
+
+Rows are shuffled once, by Hive partition, and de-duplicated there. A redelivery whose
+timestamp moved it to another day's partition is found apart, from a small index of ids
+shuffled by event-id bucket (`cross_partition_losers`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.arrow import payment_schema
 from schemas.enums import RejectCode
 from schemas.timekeeping import EPOCH_DATE
 from transforms import stats as st
@@ -32,6 +37,8 @@ ORDER = [
     ("source_message_id", "ascending"),
 ]
 DEFAULT_BUCKETS = 16
+ORIGIN_COLUMNS = ["source_file", "source_line", "source_message_id"]
+INDEX_COLUMNS = ["event_id", "record_hash", "channel", "event_date", *ORIGIN_COLUMNS]
 
 
 @dataclass
@@ -75,18 +82,102 @@ def split_by_partition(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Ta
         yield (str(channels[start]), day.isoformat()), rows
 
 
+def index_schema() -> pa.Schema:
+    """Columns of the event index shuffled to find redeliveries across partitions."""
+    schema = payment_schema()
+    return pa.schema([schema.field(c) for c in INDEX_COLUMNS])
+
+
+def loser_schema() -> pa.Schema:
+    return index_schema().append(pa.field("winner_hash", pa.string()))
+
+
+def _first_of_each_id(ordered: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(is first row of its event_id, index of that first row) of rows sorted by ORDER."""
+    ids = ordered["event_id"].combine_chunks()
+    n = len(ids)
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        first[1:] = ~pc.equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    return first, np.maximum.accumulate(np.where(first, np.arange(n), 0))
+
+
+def cross_partition_losers(index: pa.Table) -> pa.Table:
+    """Index rows (INDEX_COLUMNS) whose event_id was first seen, in input order, in another
+    partition; `winner_hash` tells a redelivery from a conflict."""
+    ordered = index.select(INDEX_COLUMNS).sort_by(ORDER)
+    if ordered.num_rows == 0:
+        return ordered.append_column("winner_hash", pa.array([], pa.string()))
+    first, winner = _first_of_each_id(ordered)
+    take = pa.array(winner)
+    moved = pc.or_(
+        pc.not_equal(ordered["channel"], ordered["channel"].take(take)),
+        pc.not_equal(ordered["event_date"], ordered["event_date"].take(take)),
+    ).to_numpy(zero_copy_only=False)
+    losers = pa.array(~first & moved)
+    return ordered.filter(losers).append_column(
+        "winner_hash", ordered["record_hash"].take(take).filter(losers)
+    )
+
+
+def _origin_keys(table: pa.Table, rows: np.ndarray) -> list[tuple[object, ...]]:
+    columns = [table[c].take(pa.array(rows)).to_pylist() for c in ["event_id", *ORIGIN_COLUMNS]]
+    return list(zip(*columns, strict=True))
+
+
+def drop_losers(table: pa.Table, losers: pa.Table) -> Deduplicated:
+    """The table without the given loser rows (matched by event_id and origin): those with the
+    winner's content are duplicates, the others conflicts."""
+    stats: st.Stats = Counter()
+    if table.num_rows == 0 or losers.num_rows == 0:
+        return Deduplicated(table, table.slice(0, 0), [], stats)
+    candidates = np.flatnonzero(
+        pc.is_in(table["event_id"], value_set=losers["event_id"]).to_numpy(zero_copy_only=False)
+    )
+    lost = {
+        key: (hash_, winner_hash)
+        for key, hash_, winner_hash in zip(
+            _origin_keys(losers, np.arange(losers.num_rows)),
+            losers["record_hash"].to_pylist(),
+            losers["winner_hash"].to_pylist(),
+            strict=True,
+        )
+    }
+    drop = np.zeros(table.num_rows, dtype=bool)
+    conflict = np.zeros(table.num_rows, dtype=bool)
+    winner_hashes: list[str] = []
+    for row, key in zip(candidates.tolist(), _origin_keys(table, candidates), strict=True):
+        if key in lost:
+            hash_, winner_hash = lost[key]
+            drop[row] = True
+            if hash_ == winner_hash:
+                stats[st.duplicate_key(table["channel"][row].as_py(), "in_input")] += 1
+            else:
+                conflict[row] = True
+                winner_hashes.append(winner_hash)
+    return Deduplicated(
+        table.filter(pa.array(~drop)), table.filter(pa.array(conflict)), winner_hashes, stats
+    )
+
+
+def merge_results(winners: pa.Table, *parts: Deduplicated) -> Deduplicated:
+    """One result of several de-duplication passes over the same rows, the last winners kept."""
+    stats: st.Stats = Counter()
+    for part in parts:
+        stats.update(part.stats)
+    conflicts = pa.concat_tables([p.conflicts for p in parts], promote_options="permissive")
+    return Deduplicated(
+        winners, conflicts, [h for p in parts for h in p.conflict_winner_hash], stats
+    )
+
+
 def deduplicate(table: pa.Table) -> Deduplicated:
     """Keep the first row of each event_id; count exact redeliveries; set conflicts apart."""
     stats: st.Stats = Counter()
     if table.num_rows == 0:
         return Deduplicated(table, table, [], stats)
     ordered = table.sort_by(ORDER)
-    ids = ordered["event_id"].combine_chunks()
-    n = len(ids)
-    first = np.ones(n, dtype=bool)
-    if n > 1:
-        first[1:] = ~pc.equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
-    winner_index = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    first, winner_index = _first_of_each_id(ordered)
     hashes = ordered["record_hash"].combine_chunks()
     winner_hashes = hashes.take(pa.array(winner_index))
     same = pc.equal(hashes, winner_hashes).to_numpy(zero_copy_only=False)

@@ -18,7 +18,7 @@ from schemas.arrow import payment_file_schema, payment_schema
 from transforms import stats as st
 from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, by_service, by_status
 from transforms.columnar import fils_from_decimal
-from transforms.dedup import against_existing
+from transforms.dedup import Deduplicated, against_existing
 from transforms.storage import list_files, read_parquet, write_parquet
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
@@ -46,11 +46,10 @@ class StagedFile:
 class PartitionWrite:
     """What staging one partition produced, for the commit step and the manifest."""
 
+    result: Deduplicated  # rows left out because an earlier run wrote them already
     staged: list[StagedFile] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # own files of an earlier run, now superseded
-    conflicts: pa.Table | None = None
-    conflict_winner_hash: list[str] = field(default_factory=list)
-    stats: st.Stats = field(default_factory=Counter)
+    stats: st.Stats = field(default_factory=Counter)  # accepted rows and amounts
 
 
 def _existing(directory: str, input_key: str) -> tuple[pa.Table, list[str]]:
@@ -80,11 +79,7 @@ def write_partition(
     result = against_existing(
         rows, existing["event_id"].combine_chunks(), existing["record_hash"].combine_chunks()
     )
-    out = PartitionWrite(
-        conflicts=result.conflicts,
-        conflict_winner_hash=result.conflict_winner_hash,
-        stats=result.stats,
-    )
+    out = PartitionWrite(result)
     new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
     file_rows = new.select(payment_file_schema().names)
     written: set[str] = set()

@@ -133,3 +133,22 @@ def test_a_missing_pseudonymisation_key_says_how_to_set_one(tmp_path: Path) -> N
     )
     assert result.returncode != 0
     assert "PAYMENTS_PSEUDONYM_KEY" in result.stderr
+
+
+KIOSK_LINE = (
+    '{{"channel": "kiosk", "kiosk_id": "KSK-017", "seq": 7, "site": "Isa Town",'
+    ' "service": "VEH-REG-RENEW", "amount": "25.000", "local_time": "{time}", "result": "OK"}}\n'
+)
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_resend_whose_clock_crossed_midnight_keeps_one_row(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a.jsonl").write_text(KIOSK_LINE.format(time="2017-06-30 23:59:59"))
+    (landing / "b.jsonl").write_text(KIOSK_LINE.format(time="2017-07-01 00:00:01"))
+    manifest = run_batch(str(landing / "*.jsonl"), tmp_path / "out")
+    table = payments(tmp_path / "out")
+    assert table.column("event_date").to_pylist() == [date(2017, 6, 30)]
+    assert manifest["rejected_by_reason"] == {"DUPLICATE_CONFLICT": 1}
+    assert manifest["reconciles"]

@@ -15,10 +15,13 @@ from schemas.enums import RejectCode
 from transforms import stats as st
 from transforms.blocks import RunContext, process_block, rejected_table
 from transforms.dedup import (
+    INDEX_COLUMNS,
     against_existing,
     bucket_of,
     conflict_rejections,
+    cross_partition_losers,
     deduplicate,
+    drop_losers,
     split_by_bucket,
     split_by_partition,
 )
@@ -347,3 +350,39 @@ def test_conflict_rejections_fit_the_rejected_table() -> None:
 
 def test_no_conflicts_give_no_rejections() -> None:
     assert list(conflict_rejections(deduplicate(_table((PORTAL, "a", 1))))) == []
+
+
+# The same kiosk transaction resent with its clock moved past Bahrain midnight: the two rows
+# fall in different Hive partitions, so only the event index can see they are one event.
+KIOSK_BEFORE_MIDNIGHT = _kiosk(7, "2017-06-30 23:59:59")
+KIOSK_AFTER_MIDNIGHT = _kiosk(7, "2017-07-01 00:00:01")
+
+
+def test_an_event_resent_into_another_day_is_found_by_the_index() -> None:
+    table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1))
+    losers = cross_partition_losers(table.select(INDEX_COLUMNS))
+    assert losers.column("source_file").to_pylist() == ["b"]
+    assert losers.column("event_date").to_pylist() == [date(2017, 7, 1)]
+
+
+def test_an_exact_redelivery_in_the_same_partition_is_left_to_the_partition() -> None:
+    table = _table((KIOSK, "a", 1), (KIOSK, "b", 1))
+    assert cross_partition_losers(table.select(INDEX_COLUMNS)).num_rows == 0
+
+
+def test_dropping_a_moved_event_rejects_it_as_a_conflict() -> None:
+    table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1))
+    losers = cross_partition_losers(table.select(INDEX_COLUMNS))
+    later_day = table.filter(pa.array([False, True]))
+    result = drop_losers(later_day, losers)
+    assert result.winners.num_rows == 0
+    assert result.conflicts.column("source_file").to_pylist() == ["b"]
+
+
+def test_dropping_losers_keeps_every_other_row() -> None:
+    table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1))
+    losers = cross_partition_losers(table.select(INDEX_COLUMNS))
+    others = _table((KIOSK_AFTER_MIDNIGHT, "a", 5), (_kiosk(8, "2017-07-01 00:00:01"), "b", 2))
+    result = drop_losers(others, losers)
+    assert result.winners.num_rows == 2
+    assert result.conflicts.num_rows == 0

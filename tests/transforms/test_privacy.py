@@ -250,3 +250,10 @@ def test_redact_raw_removes_a_cpr_used_as_an_object_key() -> None:
 
 def test_redact_raw_removes_a_card_number_sent_as_a_float() -> None:
     _assert_no_personal_data(redact_raw(b'{"x": 4111111111111111.0}'))
+
+
+@pytest.mark.parametrize("key_length", [16, 64, 65, 200])
+def test_pseudonym_is_standard_hmac_sha256_for_any_key_length(key_length: int) -> None:
+    key = bytes(range(256))[:key_length]
+    expected = hmac.new(key, b"850101234", hashlib.sha256).hexdigest()[:32]
+    assert Pseudonymiser(key)("850101234") == expected
