@@ -43,12 +43,19 @@ def constant(value: object, length: int, type_: pa.DataType) -> pa.Array:
     return pa.array([value] * length, type=type_)
 
 
+# String columns that are (nearly) unique per row: dictionary-encoding them would cost time
+# and save nothing. Every other string column repeats a handful of values per block.
+_UNIQUE_STRINGS = frozenset({"event_id", "payer_key", "record_hash", "raw", "reason"})
+
+
 @dataclass(frozen=True)
 class ArrowBlock:
     """A table in Arrow IPC stream form, as Beam moves it between steps and workers.
 
     Pickling a pyarrow Table costs about a millisecond and drags a slice's whole parent
-    buffers along; IPC bytes cost a copy. `num_rows` rides along so counting needs no decode.
+    buffers along; IPC bytes cost a copy. Repetitive string columns travel dictionary-encoded
+    (payments shrink from ~370 to ~210 bytes a row, and the batch run holds every row in
+    memory once); `table()` gives back the original types. `num_rows` counts without decoding.
     """
 
     ipc: bytes
@@ -56,13 +63,29 @@ class ArrowBlock:
 
     @classmethod
     def of(cls, table: pa.Table) -> ArrowBlock:
+        fields, columns = [], []
+        for field, column in zip(table.schema, table.columns, strict=True):
+            if pa.types.is_string(field.type) and field.name not in _UNIQUE_STRINGS:
+                column = column.dictionary_encode()
+                field = field.with_type(column.type)
+            fields.append(field)
+            columns.append(column)
+        compact = pa.Table.from_arrays(columns, schema=pa.schema(fields, table.schema.metadata))
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
+        with pa.ipc.new_stream(sink, compact.schema) as writer:
+            writer.write_table(compact)
         return cls(sink.getvalue().to_pybytes(), table.num_rows)
 
     def table(self) -> pa.Table:
-        return pa.ipc.open_stream(self.ipc).read_all()
+        compact = pa.ipc.open_stream(self.ipc).read_all()
+        fields, columns = [], []
+        for field, column in zip(compact.schema, compact.columns, strict=True):
+            if pa.types.is_dictionary(field.type):
+                field = field.with_type(field.type.value_type)
+                column = column.cast(field.type)
+            fields.append(field)
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=pa.schema(fields, compact.schema.metadata))
 
 
 def concat_blocks(blocks: Iterable[ArrowBlock], schema: pa.Schema) -> pa.Table:
