@@ -54,9 +54,11 @@ class _Lineage:
         return ArrowBlock.of(table)
 
 
-def _index_by_bucket(block: ArrowBlock, buckets: int) -> Iterator[tuple[int, ArrowBlock]]:
-    index = block.table().select(INDEX_COLUMNS)
-    for bucket, rows in split_by_bucket(index, buckets):
+def _index_by_bucket(
+    element: tuple[tuple[str, str], ArrowBlock], buckets: int
+) -> Iterator[tuple[int, ArrowBlock]]:
+    _, block = element
+    for bucket, rows in split_by_bucket(block.table(INDEX_COLUMNS), buckets):
         yield bucket, ArrowBlock.of(rows)
 
 
@@ -66,11 +68,6 @@ def _losers_by_partition(
     _, blocks = element
     losers = cross_partition_losers(concat_blocks(blocks, index_schema()))
     for key, rows in split_by_partition(losers):
-        yield key, ArrowBlock.of(rows)
-
-
-def _rows_by_partition(block: ArrowBlock) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
-    for key, rows in split_by_partition(block.table()):
         yield key, ArrowBlock.of(rows)
 
 
@@ -113,7 +110,8 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
 
 
 class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
-    """Accepted blocks -> one row per event_id, staged as Parquet per Hive partition.
+    """Partition-keyed accepted blocks -> one row per event_id, staged as Parquet per Hive
+    partition.
 
     Outputs: `staged` (StagedFile), `stale` (paths this input's earlier run wrote that are now
     superseded), rejected conflicts and stats.
@@ -136,7 +134,6 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
         )
         return (
             accepted
-            | "KeyByPartition" >> beam.FlatMap(_rows_by_partition)
             | "GroupByPartition" >> beam.GroupByKey()
             | "StagePartition"
             >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(

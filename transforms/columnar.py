@@ -76,8 +76,11 @@ class ArrowBlock:
             writer.write_table(compact)
         return cls(sink.getvalue().to_pybytes(), table.num_rows)
 
-    def table(self) -> pa.Table:
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        """The table, or only the named columns of it (cheaper: the rest is not decoded)."""
         compact = pa.ipc.open_stream(self.ipc).read_all()
+        if columns is not None:
+            compact = compact.select(columns)
         fields, columns = [], []
         for field, column in zip(compact.schema, compact.columns, strict=True):
             if pa.types.is_dictionary(field.type):

@@ -31,7 +31,7 @@ def test_core_transform_accepts_valid_events_of_every_channel() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
         result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
         ids = result.accepted | beam.FlatMap(
-            lambda block: block.table().column("event_id").to_pylist()
+            lambda keyed: keyed[1].table().column("event_id").to_pylist()
         )
         assert_that(
             ids,
@@ -40,6 +40,22 @@ def test_core_transform_accepts_valid_events_of_every_channel() -> None:
                     "portal:PTL-2017-000123456",
                     "mobile_app:3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11",
                     "kiosk:KSK-017:40213",
+                ]
+            ),
+        )
+
+
+def test_core_transform_keys_accepted_rows_by_their_hive_partition() -> None:
+    with TestPipeline(runner=BATCH_RUNNER) as p:
+        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
+        keys = result.accepted | beam.Map(lambda keyed: (keyed[0], keyed[1].num_rows))
+        assert_that(
+            keys,
+            equal_to(
+                [
+                    (("portal", "2017-06-30"), 1),
+                    (("mobile_app", "2017-06-30"), 1),
+                    (("kiosk", "2017-06-30"), 1),
                 ]
             ),
         )
