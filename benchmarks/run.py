@@ -79,7 +79,8 @@ Appended by `benchmarks/run.py` (see `benchmarks/README.md`); one row per input 
 - **Floor (issue #2)**: pipeline ≥ 0.25× DuckDB events/s **and** pipeline peak RSS ≤ 1.5 GB.
   The notes say whether a row meets it.
 - **commit**: `git rev-parse --short HEAD`, `+dirty` when tracked files had uncommitted changes
-  (others edit the tree while benchmarks run, so the code measured may differ from the commit).
+  (others edit the tree while benchmarks run, so the code measured may differ from the commit);
+  `a→b` when it changed between the start and the end of the benchmark.
 
 """
 COLUMNS = (
@@ -477,13 +478,18 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
-def record(results: list[Result], extra_note: str) -> None:
-    """Append one row per input to RESULTS.md (created with its header if missing)."""
+def record(results: list[Result], extra_note: str, commit_at_start: str) -> None:
+    """Append one row per input to RESULTS.md (created with its header if missing).
+
+    The commit cell is `start->end` when HEAD or the tree changed while the benchmark ran.
+    """
     if not RESULTS.exists():
         RESULTS.write_text(RESULTS_HEADER + "\n" + TABLE_HEAD, encoding="utf-8")
     text = RESULTS.read_text(encoding="utf-8")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     where, commit = machine(), git_commit()
+    if commit != commit_at_start:
+        commit = f"{commit_at_start}→{commit}"
     rows = [
         f"| {date} | {where} | {r.events:,} | {r.input_kind} | {r.pipeline_rate:,.0f} "
         f"| {r.pipeline_rss_mb:,.0f} | {r.duckdb_rate:,.0f} | {r.duckdb_rss_mb:,.0f} "
@@ -551,6 +557,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate (once), measure, print, record."""
     args = parse_args(argv)
+    commit_at_start = git_commit()
     python = sys.executable
     kinds = ["files", "single"] if args.input_kind == "both" else [args.input_kind]
     WORK.mkdir(parents=True, exist_ok=True)
@@ -575,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(WORK / "last-run.json", "w", encoding="utf-8") as handle:
         json.dump([asdict(r) for r in results], handle, indent=2)
     if not args.no_record:
-        record(results, args.note)
+        record(results, args.note, commit_at_start)
     return 0
 
 
