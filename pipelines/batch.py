@@ -77,7 +77,7 @@ def build(
         pseudonym_key, info.run_id, ingested_micros, options.max_event_bytes
     )
     staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(
-        settings, ingested_micros, options.dedup_buckets
+        settings, ingested_micros
     )
     rejected_files = (
         (ingested.rejected, staged[Outcome.REJECTED.value])

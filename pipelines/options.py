@@ -61,12 +61,6 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             default=DEFAULT_BLOCK_EVENTS,
             help="events validated together as one block (default %(default)s)",
         )
-        parser.add_argument(
-            "--dedup_buckets",
-            type=int,
-            default=16,
-            help="event-id hash buckets for de-duplication (default %(default)s)",
-        )
 
 
 def resolve_pseudonym_key(key_file: str | None, environ: Any = os.environ) -> bytes:

@@ -67,6 +67,16 @@ def staging_dir(root: str, run_id: str) -> str:
     return join(root, STAGING, run_id)
 
 
+def fragment_path(root: str, run_id: str, channel: str, event_date: str, name: str) -> str:
+    """A run's intermediate Arrow file of one block's rows for one partition (batch only)."""
+    return join(
+        staging_dir(root, run_id),
+        "fragments",
+        f"channel={channel}/event_date={event_date}",
+        f"{name}.arrows",
+    )
+
+
 def staged(root: str, run_id: str, final_path: str) -> str:
     """Staging twin of a final path: same relative path, under this run's staging folder."""
     relative = final_path[len(root.rstrip("/")) + 1 :]

@@ -1,5 +1,11 @@
 """Batch sinks around the core transform: de-duplicate, stage partitions, commit the run.
 
+Rows reach their partition through fragment files, not through a Beam shuffle: the local
+runner holds a whole GroupByKey in memory (six times the data, measured), so each block's
+rows are spilled to `_staging/<run_id>/fragments/` and only their paths are grouped. On
+Dataflow this also keeps the shuffle small. The event index, a few columns a row, still
+goes through a GroupByKey.
+
 Commit protocol: every file is first written under `_staging/<run_id>/`; one final step moves
 them into place, removes this input's superseded files, then writes the run manifest and its
 `_SUCCESS` marker. A run that dies before that step leaves the published output untouched.
@@ -7,6 +13,7 @@ them into place, removes this input's superseded files, then writes the run mani
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
@@ -22,7 +29,6 @@ from transforms import stats as st
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import (
-    DEFAULT_BUCKETS,
     INDEX_COLUMNS,
     Deduplicated,
     conflict_rejections,
@@ -32,12 +38,11 @@ from transforms.dedup import (
     index_schema,
     loser_schema,
     merge_results,
-    split_by_bucket,
     split_by_partition,
 )
 from transforms.ingest import Outcome
 from transforms.partitions import StagedFile, WriteSettings, write_partition
-from transforms.storage import write_parquet
+from transforms.storage import read_bytes, write_bytes, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +59,15 @@ class _Lineage:
         return ArrowBlock.of(table)
 
 
-def _index_by_bucket(
-    element: tuple[tuple[str, str], ArrowBlock], buckets: int
-) -> Iterator[tuple[int, ArrowBlock]]:
-    _, block = element
-    for bucket, rows in split_by_bucket(block.table(INDEX_COLUMNS), buckets):
-        yield bucket, ArrowBlock.of(rows)
+def _index_of(element: tuple[tuple[str, str], ArrowBlock]) -> tuple[str, ArrowBlock]:
+    """(channel, the block's event index): ids of different channels never collide, so the
+    channel is the natural grouping, and each block adds one small element."""
+    (channel, _), block = element
+    return channel, ArrowBlock.of(block.table(INDEX_COLUMNS))
 
 
 def _losers_by_partition(
-    element: tuple[int, Iterable[ArrowBlock]],
+    element: tuple[str, Iterable[ArrowBlock]],
 ) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
     _, blocks = element
     losers = cross_partition_losers(concat_blocks(blocks, index_schema()))
@@ -71,8 +75,25 @@ def _losers_by_partition(
         yield key, ArrowBlock.of(rows)
 
 
+class SpillFragmentFn(beam.DoFn):  # type: ignore[misc]
+    """((channel, day), block) -> ((channel, day), fragment path), the block written there.
+
+    The name is a hash of the content, so a retried bundle rewrites the same file.
+    """
+
+    def __init__(self, settings: WriteSettings) -> None:
+        self._settings = settings
+
+    def process(self, element: tuple[tuple[str, str], ArrowBlock]) -> Iterator[Any]:
+        (channel, day), block = element
+        name = hashlib.blake2b(block.ipc, digest_size=12).hexdigest()
+        path = layout.fragment_path(self._settings.root, self._settings.run_id, channel, day, name)
+        write_bytes(path, block.ipc)
+        yield (channel, day), path
+
+
 class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
-    """((channel, day), blocks) -> staged files; conflicts and stats tagged.
+    """((channel, day), fragment paths) -> staged files; conflicts and stats tagged.
 
     Drops rows whose event was first seen in another partition, keeps the first row of each
     event_id, then leaves out events an earlier run already wrote (`write_partition`).
@@ -84,11 +105,12 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
 
     def process(
         self,
-        element: tuple[tuple[str, str], Iterable[ArrowBlock]],
+        element: tuple[tuple[str, str], Iterable[str]],
         moved: Mapping[tuple[str, str], Iterable[ArrowBlock]],  # a multimap: [] when absent
     ) -> Iterator[Any]:
-        (channel, day), blocks = element
-        rows = concat_blocks(blocks, payment_schema())
+        (channel, day), paths = element
+        fragments = (ArrowBlock.from_ipc(read_bytes(p)) for p in sorted(set(paths)))
+        rows = concat_blocks(fragments, payment_schema())
         elsewhere = drop_losers(rows, concat_blocks(moved[(channel, day)], loser_schema()))
         within = deduplicate(elsewhere.winners)
         written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)
@@ -117,24 +139,22 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
     superseded), rejected conflicts and stats.
     """
 
-    def __init__(
-        self, settings: WriteSettings, ingested_micros: int, buckets: int = DEFAULT_BUCKETS
-    ) -> None:
+    def __init__(self, settings: WriteSettings, ingested_micros: int) -> None:
         super().__init__()
-        self._buckets = buckets
+        self._settings = settings
         self._fn = StagePartitionFn(settings, _Lineage(settings.run_id, ingested_micros))
 
     def expand(self, accepted: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        buckets = self._buckets
         moved = (
             accepted
-            | "IndexByEventBucket" >> beam.FlatMap(_index_by_bucket, buckets)
-            | "GroupIndexByBucket" >> beam.GroupByKey()
+            | "IndexByChannel" >> beam.Map(_index_of)
+            | "GroupIndexByChannel" >> beam.GroupByKey()
             | "FindMovedRedeliveries" >> beam.FlatMap(_losers_by_partition)
         )
         return (
             accepted
-            | "GroupByPartition" >> beam.GroupByKey()
+            | "SpillToFragments" >> beam.ParDo(SpillFragmentFn(self._settings))
+            | "GroupFragmentsByPartition" >> beam.GroupByKey()
             | "StagePartition"
             >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(
                 "stale", Outcome.REJECTED.value, Outcome.STATS.value, main="staged"

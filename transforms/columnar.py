@@ -76,6 +76,10 @@ class ArrowBlock:
             writer.write_table(compact)
         return cls(sink.getvalue().to_pybytes(), table.num_rows)
 
+    @classmethod
+    def from_ipc(cls, ipc: bytes) -> ArrowBlock:
+        return cls(ipc, pa.ipc.open_stream(ipc).read_all().num_rows)
+
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """The table, or only the named columns of it (cheaper: the rest is not decoded)."""
         compact = pa.ipc.open_stream(self.ipc).read_all()

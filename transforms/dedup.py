@@ -6,12 +6,11 @@ then message id), so the same input always keeps the same row whatever order wor
 
 Rows are shuffled once, by Hive partition, and de-duplicated there. A redelivery whose
 timestamp moved it to another day's partition is found apart, from a small index of ids
-shuffled by event-id bucket (`cross_partition_losers`).
+grouped by channel (`cross_partition_losers`).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ ORDER = [
     ("source_line", "ascending"),
     ("source_message_id", "ascending"),
 ]
-DEFAULT_BUCKETS = 16
 ORIGIN_COLUMNS = ["source_file", "source_line", "source_message_id"]
 INDEX_COLUMNS = ["event_id", "record_hash", "channel", "event_date", *ORIGIN_COLUMNS]
 
@@ -47,26 +45,6 @@ class Deduplicated:
     conflicts: pa.Table  # losing rows whose content differs from the winner's
     conflict_winner_hash: list[str]
     stats: st.Stats
-
-
-def bucket_of(event_id: str, buckets: int) -> int:
-    """Stable bucket of an event id (Python's hash() differs between worker processes)."""
-    return zlib.crc32(event_id.encode()) % buckets
-
-
-def split_by_bucket(table: pa.Table, buckets: int) -> Iterator[tuple[int, pa.Table]]:
-    """(bucket, rows) for each bucket present in the table."""
-    if table.num_rows == 0:
-        return
-    keys = np.fromiter(
-        (bucket_of(e, buckets) for e in table.column("event_id").to_pylist()),
-        dtype=np.int32,
-        count=table.num_rows,
-    )
-    order = np.argsort(keys, kind="stable")
-    ordered_keys = keys[order]
-    for start, rows in runs(table.take(pa.array(order)), [ordered_keys]):
-        yield int(ordered_keys[start]), rows
 
 
 def split_by_partition(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Table]]:

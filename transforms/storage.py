@@ -49,14 +49,22 @@ def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
 
 
 def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(text.encode())
+    write_bytes(path, text.encode())
 
 
 def read_text(path: str) -> str:
+    return read_bytes(path).decode()
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(data)
+
+
+def read_bytes(path: str) -> bytes:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         data: bytes = handle.read()
-    return data.decode()
+    return data
 
 
 def exists(path: str) -> bool:

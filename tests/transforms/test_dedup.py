@@ -17,12 +17,10 @@ from transforms.blocks import RunContext, process_block, rejected_table
 from transforms.dedup import (
     INDEX_COLUMNS,
     against_existing,
-    bucket_of,
     conflict_rejections,
     cross_partition_losers,
     deduplicate,
     drop_losers,
-    split_by_bucket,
     split_by_partition,
 )
 from transforms.normalise import Normaliser
@@ -231,46 +229,6 @@ def test_new_rows_beside_a_conflicting_row_are_kept() -> None:
     assert result.winners.num_rows == 2
     assert result.conflicts.column("event_id").to_pylist() == [PORTAL_ID]
     assert result.conflict_winner_hash == [_hash_of(PORTAL)]
-
-
-def test_bucket_of_is_stable_and_in_range() -> None:
-    assert bucket_of(PORTAL_ID, 16) == bucket_of(PORTAL_ID, 16)
-    assert all(0 <= bucket_of(f"kiosk:K:{i}", 16) < 16 for i in range(200))
-
-
-def test_split_by_bucket_covers_every_row_once() -> None:
-    table = _table(*((_kiosk(seq), "a", seq) for seq in range(40)))
-    parts = list(split_by_bucket(table, 4))
-    ids = [e for _, part in parts for e in part.column("event_id").to_pylist()]
-    assert sorted(ids) == sorted(table.column("event_id").to_pylist())
-    assert len({bucket for bucket, _ in parts}) == len(parts)
-
-
-def test_split_by_bucket_puts_each_row_in_its_bucket() -> None:
-    table = _table(*((_kiosk(seq), "a", seq) for seq in range(40)))
-    for bucket, part in split_by_bucket(table, 4):
-        assert {bucket_of(e, 4) for e in part.column("event_id").to_pylist()} == {bucket}
-
-
-def test_split_by_bucket_is_stable_across_calls() -> None:
-    table = _table(*((_kiosk(seq), "a", seq) for seq in range(40)))
-
-    def split() -> list[tuple[int, list[str]]]:
-        return [(b, p.column("event_id").to_pylist()) for b, p in split_by_bucket(table, 4)]
-
-    assert split() == split()
-
-
-def test_split_by_bucket_keeps_copies_of_an_event_together() -> None:
-    table = _table(*CONFLICTING)
-    holding = [
-        b for b, part in split_by_bucket(table, 16) if PORTAL_ID in part["event_id"].to_pylist()
-    ]
-    assert len(holding) == 1
-
-
-def test_split_by_bucket_of_an_empty_table_yields_nothing() -> None:
-    assert list(split_by_bucket(payment_schema().empty_table(), 4)) == []
 
 
 def test_split_by_partition_keys_are_channel_and_iso_date_strings() -> None:
