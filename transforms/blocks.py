@@ -67,8 +67,8 @@ def claimed_identity(payload: bytes) -> tuple[Any, str | None, str | None]:
 
 def _accepted_table(
     rows: list[NormalisedPayment],
-    lines: list[int | None],
-    messages: list[str | None],
+    lines: list[int] | None,
+    messages: list[str] | None,
     source: str | None,
     ctx: RunContext,
 ) -> pa.Table:
@@ -83,8 +83,10 @@ def _accepted_table(
         "occurred_at": pa.array(by_name["occurred_micros"], pa.int64()).cast(_TS),
         "event_date": pa.array(by_name["event_day"], pa.int32()).cast(pa.date32()),
         "source_file": constant(source, n, pa.string()),
-        "source_line": pa.array(lines, pa.int64()),
-        "source_message_id": pa.array(messages, pa.string()),
+        "source_line": pa.array(lines, pa.int64()) if lines else constant(None, n, pa.int64()),
+        "source_message_id": (
+            pa.array(messages, pa.string()) if messages else constant(None, n, pa.string())
+        ),
         "ingested_at": constant(ctx.ingested_micros, n, pa.int64()).cast(_TS),
         "run_id": constant(ctx.run_id, n, pa.string()),
         "schema_version": constant(SCHEMA_VERSION, n, pa.int64()),
@@ -135,31 +137,37 @@ def rejected_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _accepted_stats(rows: list[NormalisedPayment]) -> st.Stats:
+    """Read counts and data-quality warnings of the accepted rows, per channel."""
+    stats: st.Stats = Counter()
+    counts = Counter((r.channel, r.unknown_service, r.unmasked_card) for r in rows)
+    for (channel, unknown_service, unmasked_card), n in counts.items():
+        stats[st.read_key(channel)] += n
+        if unknown_service:
+            stats[st.warning_key(channel, QualityWarning.UNKNOWN_SERVICE.value)] += n
+        if unmasked_card:
+            stats[st.warning_key(channel, QualityWarning.UNMASKED_CARD_NUMBER.value)] += n
+    return stats
+
+
 def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     """Validate and normalise every event of a block; each one is accepted or rejected."""
-    stats: st.Stats = Counter()
-    if block.blank_lines:
-        stats[st.BLANK_LINES] += block.blank_lines
     rows: list[NormalisedPayment] = []
-    lines: list[int | None] = []
-    messages: list[str | None] = []
+    kept: list[int] = []
     rejections: list[RejectedInput] = []
     source_file = block.source if block.line_numbers is not None else None
+    normalise, max_bytes = ctx.normaliser, ctx.max_event_bytes
     for index, payload in enumerate(block.payloads):
-        line, message = block.origin(index)
-        outcome = parse_event(payload, ctx.max_event_bytes)
+        outcome = parse_event(payload, max_bytes)
         if isinstance(outcome, Rejection):
+            line, message = block.origin(index)
             rejections.append(RejectedInput(outcome, payload, source_file, line, message))
-            continue
-        payment = ctx.normaliser(outcome)
-        rows.append(payment)
-        lines.append(line)
-        messages.append(message)
-        stats[st.read_key(payment.channel)] += 1
-        if payment.unknown_service:
-            stats[st.warning_key(payment.channel, QualityWarning.UNKNOWN_SERVICE.value)] += 1
-        if payment.unmasked_card:
-            stats[st.warning_key(payment.channel, QualityWarning.UNMASKED_CARD_NUMBER.value)] += 1
+        else:
+            rows.append(normalise(outcome))
+            kept.append(index)
+    stats = _accepted_stats(rows)
+    if block.blank_lines:
+        stats[st.BLANK_LINES] += block.blank_lines
     rejected = rejected_table(rejections, ctx.run_id, ctx.ingested_micros)
     for channel, code in zip(
         rejected.column("channel").to_pylist(),
@@ -169,6 +177,8 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         known = channel if channel in _CHANNELS else st.UNKNOWN_CHANNEL
         stats[st.read_key(known)] += 1
         stats[st.rejected_key(known, code)] += 1
+    lines = [block.line_numbers[i] for i in kept] if block.line_numbers is not None else None
+    messages = [block.message_ids[i] for i in kept] if block.message_ids is not None else None
     accepted = _accepted_table(rows, lines, messages, source_file, ctx)
     return BlockResult(accepted, rejected, stats)
 

@@ -11,7 +11,7 @@ from schemas.enums import Channel, PaymentMethod, PaymentStatus
 from schemas.money import CURRENCY, fils_to_decimal
 from schemas.raw import MobileAppEvent, PortalEvent, RawModel
 from schemas.records import SCHEMA_VERSION, PaymentRecord
-from schemas.timekeeping import EPOCH_DATE, bahrain_day_number, from_utc_micros, to_utc_micros
+from schemas.timekeeping import EPOCH_DATE, from_utc_micros, to_utc_micros
 from transforms.privacy import Pseudonymiser, card_last4
 
 # Raw status vocabularies -> the normalised PaymentStatus values.
@@ -76,9 +76,19 @@ class NormalisedPayment(NamedTuple):
 
 
 def record_hash(*fields: object) -> str:
-    """Stable fingerprint of business fields: equal for a redelivery, different for a conflict."""
+    """Stable fingerprint of business fields: equal for a redelivery, different for a conflict.
+
+    The same text as `Normaliser` hashes inline: the business fields joined by U+001F.
+    """
     text = "\x1f".join([f"{f}" for f in fields])
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    return _blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+_blake2b = hashlib.blake2b
+_new_payment = tuple.__new__
+_NOT_IN_CATALOGUE: tuple[None, None, None] = (None, None, None)
+_BAHRAIN_OFFSET_MICROS = 3 * 3_600_000_000  # schemas.timekeeping.bahrain_day_number, inlined
+_MICROS_PER_DAY = 86_400_000_000
 
 
 class Normaliser:
@@ -86,7 +96,7 @@ class Normaliser:
 
     def __init__(self, pseudonymise: Pseudonymiser, catalogue: Catalogue) -> None:
         self._pseudonymise = pseudonymise
-        self._catalogue = catalogue
+        self._enrichment = {s.code: (s.name_en, s.name_ar, s.entity) for s in catalogue.services}
 
     def __call__(self, event: RawModel) -> NormalisedPayment:
         if isinstance(event, PortalEvent):
@@ -139,43 +149,45 @@ class Normaliser:
         card: str | None = None,
         extras: Extras = _NO_EXTRAS,
     ) -> NormalisedPayment:
-        service = self._catalogue.get(service_code)
+        # This runs once per event: one dictionary lookup for the catalogue enrichment, the
+        # fingerprint text built by one f-string, the tuple built without NamedTuple's
+        # keyword-parsing constructor.
+        name_en, name_ar, entity = self._enrichment.get(service_code, _NOT_IN_CATALOGUE)
         payer_key = self._pseudonymise(cpr) if cpr is not None else None
         last4, unmasked = card_last4(card) if card else (None, False)
-        fingerprint = record_hash(
-            event_id,
-            service_code,
-            amount_fils,
-            status,
-            method,
-            occurred_micros,
-            payer_key,
-            last4,
-            *extras,
-        )
-        return NormalisedPayment(
-            event_id,
-            channel,
-            service_code,
-            service.name_en if service else None,
-            service.name_ar if service else None,
-            service.entity if service else None,
-            amount_fils,
-            CURRENCY,
-            status,
-            method,
-            occurred_micros,
-            bahrain_day_number(occurred_micros),
-            payer_key,
-            last4,
-            extras[0],
-            extras[1],
-            extras[2],
-            extras[3],
-            extras[4],
-            fingerprint,
-            service is None,
-            unmasked,
+        kiosk_id, kiosk_site, app_id, app_version, app_os = extras
+        fingerprint = _blake2b(
+            f"{event_id}\x1f{service_code}\x1f{amount_fils}\x1f{status}\x1f{method}\x1f"
+            f"{occurred_micros}\x1f{payer_key}\x1f{last4}\x1f{kiosk_id}\x1f{kiosk_site}\x1f"
+            f"{app_id}\x1f{app_version}\x1f{app_os}".encode(),
+            digest_size=12,
+        ).hexdigest()
+        return _new_payment(
+            NormalisedPayment,
+            (
+                event_id,
+                channel,
+                service_code,
+                name_en,
+                name_ar,
+                entity,
+                amount_fils,
+                CURRENCY,
+                status,
+                method,
+                occurred_micros,
+                (occurred_micros + _BAHRAIN_OFFSET_MICROS) // _MICROS_PER_DAY,
+                payer_key,
+                last4,
+                kiosk_id,
+                kiosk_site,
+                app_id,
+                app_version,
+                app_os,
+                fingerprint,
+                name_en is None,
+                unmasked,
+            ),
         )
 
 
