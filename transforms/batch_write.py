@@ -2,9 +2,9 @@
 
 Rows reach their partition through fragment files, not through a Beam shuffle: the local
 runner holds a whole GroupByKey in memory (six times the data, measured), so each block's
-rows are spilled to `_staging/<run_id>/fragments/` and only their paths are grouped. On
-Dataflow this also keeps the shuffle small. The event index, a few columns a row, still
-goes through a GroupByKey.
+rows are spilled to `_staging/<run_id>/fragments/` and only their paths are grouped, by
+partition for writing and by channel for the event index. On Dataflow this also keeps the
+shuffle small.
 
 Commit protocol: every file is first written under `_staging/<run_id>/`; one final step moves
 them into place, removes this input's superseded files, then writes the run manifest and its
@@ -20,6 +20,7 @@ from datetime import date
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam import pvalue
 
 from schemas import layout
@@ -59,18 +60,19 @@ class _Lineage:
         return ArrowBlock.of(table)
 
 
-def _index_of(element: tuple[tuple[str, str], ArrowBlock]) -> tuple[str, ArrowBlock]:
-    """(channel, the block's event index): ids of different channels never collide, so the
-    channel is the natural grouping, and each block adds one small element."""
-    (channel, _), block = element
-    return channel, ArrowBlock.of(block.table(INDEX_COLUMNS))
+def _by_channel(element: tuple[tuple[str, str], str]) -> tuple[str, str]:
+    """(channel, fragment path): ids of different channels never collide, so the event index
+    is built per channel."""
+    (channel, _), path = element
+    return channel, path
 
 
 def _losers_by_partition(
-    element: tuple[str, Iterable[ArrowBlock]],
+    element: tuple[str, Iterable[str]],
 ) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
-    _, blocks = element
-    losers = cross_partition_losers(concat_blocks(blocks, index_schema()))
+    _, paths = element
+    index = (ArrowBlock.from_ipc(read_bytes(p)).table(INDEX_COLUMNS) for p in sorted(set(paths)))
+    losers = cross_partition_losers(pa.concat_tables([index_schema().empty_table(), *index]))
     for key, rows in split_by_partition(losers):
         yield key, ArrowBlock.of(rows)
 
@@ -145,15 +147,15 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
         self._fn = StagePartitionFn(settings, _Lineage(settings.run_id, ingested_micros))
 
     def expand(self, accepted: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        fragments = accepted | "SpillToFragments" >> beam.ParDo(SpillFragmentFn(self._settings))
         moved = (
-            accepted
-            | "IndexByChannel" >> beam.Map(_index_of)
-            | "GroupIndexByChannel" >> beam.GroupByKey()
+            fragments
+            | "FragmentsByChannel" >> beam.Map(_by_channel)
+            | "GroupFragmentsByChannel" >> beam.GroupByKey()
             | "FindMovedRedeliveries" >> beam.FlatMap(_losers_by_partition)
         )
         return (
-            accepted
-            | "SpillToFragments" >> beam.ParDo(SpillFragmentFn(self._settings))
+            fragments
             | "GroupFragmentsByPartition" >> beam.GroupByKey()
             | "StagePartition"
             >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(
