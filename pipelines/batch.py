@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.options import BatchOptions, resolve_pseudonym_key
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
-from transforms.batch_write import DeduplicateAndStage, StageRejected
+from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.commit import CommitRun
 from transforms.ingest import IngestEvents, Outcome
 from transforms.manifest import RunInfo, summary_table
@@ -84,7 +84,8 @@ def build(
         | "AllRejected" >> beam.Flatten()
         | "StageRejected" >> StageRejected(settings)
     )
-    all_staged = (staged["staged"], rejected_files) | "AllStaged" >> beam.Flatten()
+    aggregate_files = staged["aggregates"] | "StageAggregates" >> StageAggregates(settings)
+    all_staged = (staged["staged"], rejected_files, aggregate_files) | "AllStaged" >> beam.Flatten()
     stats = (
         (ingested.stats, staged[Outcome.STATS.value])
         | "AllStats" >> beam.Flatten()
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = manifest["output_root"]
     print(f"\npayments:   {layout.join(root, layout.PAYMENTS)}/channel=*/event_date=*/*.parquet")
     print(f"rejected:   {layout.join(root, layout.REJECTED)}/")
-    print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/")
+    print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/month=*/")
     print(f"manifest:   {layout.join(layout.run_dir(root, manifest['run_id']), layout.MANIFEST)}")
     print(f"elapsed:    {manifest['elapsed_seconds']} s")
     return 0 if manifest["reconciles"] else 3

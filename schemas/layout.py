@@ -37,10 +37,11 @@ def payments_dir(root: str, channel: str, event_date: date) -> str:
     return join(root, PAYMENTS, partition_path(channel, event_date))
 
 
-def aggregate_dir(root: str, kind: str, channel: str, event_date: date) -> str:
+def aggregate_path(root: str, kind: str, month: str) -> str:
+    """The one aggregate file of a kind for a month ("YYYY-MM")."""
     if kind not in AGGREGATE_KINDS:
         raise ValueError(f"unknown aggregate kind {kind!r}")
-    return join(root, AGGREGATES, kind, partition_path(channel, event_date))
+    return join(root, AGGREGATES, kind, f"month={month}", "aggregate.parquet")
 
 
 def part_name(input_key: str, index: int) -> str:

@@ -1,11 +1,20 @@
 """Per-channel daily aggregates, computed from a whole Hive partition so they always agree with
-the payments stored there (including rows written by earlier runs)."""
+the payments stored there (including rows written by earlier runs).
+
+They are published one file per kind and month (`aggregates/<kind>/month=YYYY-MM/`), with
+`event_date` and `channel` as columns: a day's figures are a handful of rows, and a file per
+(channel, day) would be a swarm of tiny files. A run replaces the rows of the partitions it
+touched and keeps the others (`merge_month`).
+"""
 
 from __future__ import annotations
 
-import pyarrow as pa
+from datetime import date
 
-from schemas.arrow import arrow_schema
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.arrow import arrow_schema, payment_partition_schema
 from schemas.records import ServiceAggregate, StatusAggregate
 from transforms.columnar import decimal_from_fils, fils_from_decimal
 
@@ -59,3 +68,36 @@ def by_service(rows: pa.Table) -> pa.Table:
         .sort_by([("service_code", "ascending"), ("status", "ascending")])
         .cast(SERVICE_SCHEMA)
     )
+
+
+KINDS = {"by_status": by_status, "by_service": by_service}
+_KEY_FIELDS = list(payment_partition_schema())
+
+
+def month_schema(kind: str) -> pa.Schema:
+    """Columns of a published aggregate file: the partition keys, then the figures."""
+    figures = STATUS_SCHEMA if kind == "by_status" else SERVICE_SCHEMA
+    return pa.schema([*_KEY_FIELDS, *figures])
+
+
+def keyed(figures: pa.Table, kind: str, channel: str, event_date: date) -> pa.Table:
+    """A partition's figures with its partition keys (channel, event_date) in front."""
+    values = {"channel": channel, "event_date": event_date}
+    keys = [pa.array([values[f.name]] * figures.num_rows, f.type) for f in _KEY_FIELDS]
+    return pa.Table.from_arrays([*keys, *figures.columns], schema=month_schema(kind))
+
+
+def merge_month(existing: pa.Table, fresh: pa.Table) -> pa.Table:
+    """The month's rows: fresh figures for the partitions in `fresh`, the rest as they were."""
+    touched = pc.binary_join_element_wise(
+        fresh["event_date"].cast(pa.string()), fresh["channel"], "|"
+    )
+    keys = pc.binary_join_element_wise(
+        existing["event_date"].cast(pa.string()), existing["channel"], "|"
+    )
+    kept = existing.filter(pc.invert(pc.is_in(keys, value_set=touched.combine_chunks())))
+    merged = pa.concat_tables([kept, fresh.cast(existing.schema)])
+    order = [
+        (name, "ascending") for name in merged.column_names if name not in ("payments", "amount")
+    ]
+    return merged.sort_by(order)

@@ -27,6 +27,7 @@ from schemas import layout
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.enums import RejectCode
 from transforms import stats as st
+from transforms.aggregate import merge_month, month_schema
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import (
@@ -43,7 +44,7 @@ from transforms.dedup import (
 )
 from transforms.ingest import Outcome
 from transforms.partitions import StagedFile, WriteSettings, write_partition
-from transforms.storage import read_bytes, write_bytes, write_parquet
+from transforms.storage import exists, read_bytes, read_parquet, write_bytes, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         yield from written.staged
         for stale in written.stale:
             yield pvalue.TaggedOutput("stale", stale)
+        month = day[:7]
+        for kind, figures in written.aggregates.items():
+            yield pvalue.TaggedOutput("aggregates", ((kind, month), ArrowBlock.of(figures)))
         result = merge_results(written.result.winners, elsewhere, within, written.result)
         if result.conflicts.num_rows:
             yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
@@ -138,7 +142,8 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
     partition.
 
     Outputs: `staged` (StagedFile), `stale` (paths this input's earlier run wrote that are now
-    superseded), rejected conflicts and stats.
+    superseded), `aggregates` (((kind, month), figures) of each touched partition), rejected
+    conflicts and stats.
     """
 
     def __init__(self, settings: WriteSettings, ingested_micros: int) -> None:
@@ -159,7 +164,7 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
             | "GroupFragmentsByPartition" >> beam.GroupByKey()
             | "StagePartition"
             >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(
-                "stale", Outcome.REJECTED.value, Outcome.STATS.value, main="staged"
+                "stale", "aggregates", Outcome.REJECTED.value, Outcome.STATS.value, main="staged"
             )
         )
 
@@ -195,4 +200,32 @@ class StageRejected(beam.PTransform):  # type: ignore[misc]
             rejected
             | "CollectRejected" >> beam.combiners.ToList()
             | "StageRejectedFile" >> beam.FlatMap(lambda tables: stage_rejected(tables, settings))
+        )
+
+
+def stage_month(
+    element: tuple[tuple[str, str], Iterable[ArrowBlock]], settings: WriteSettings
+) -> Iterator[StagedFile]:
+    """Stage a month's aggregate file: this run's partitions replaced, the others kept."""
+    (kind, month), blocks = element
+    final = layout.aggregate_path(settings.root, kind, month)
+    existing = read_parquet(final) if exists(final) else month_schema(kind).empty_table()
+    merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
+    staged = layout.staged(settings.root, settings.run_id, final)
+    write_parquet(merged, staged)
+    yield StagedFile(staged, final)
+
+
+class StageAggregates(beam.PTransform):  # type: ignore[misc]
+    """((kind, month), partition figures) -> one staged aggregate file per kind and month."""
+
+    def __init__(self, settings: WriteSettings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, figures: beam.PCollection) -> beam.PCollection:
+        return (
+            figures
+            | "GroupByMonth" >> beam.GroupByKey()
+            | "StageMonthFile" >> beam.FlatMap(stage_month, self._settings)
         )

@@ -16,13 +16,12 @@ import pyarrow as pa
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
 from transforms import stats as st
-from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, by_service, by_status
+from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, keyed
 from transforms.columnar import fils_from_decimal
 from transforms.dedup import Deduplicated, against_existing
 from transforms.storage import list_files, read_parquet, write_parquet
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
-AGGREGATE_FILE = "aggregate.parquet"
 _EXISTING_COLUMNS = ["event_id", "record_hash", *AGGREGATE_INPUT_COLUMNS]
 
 
@@ -47,6 +46,7 @@ class PartitionWrite:
     """What staging one partition produced, for the commit step and the manifest."""
 
     result: Deduplicated  # rows left out because an earlier run wrote them already
+    aggregates: dict[str, pa.Table] = field(default_factory=dict)  # kind -> keyed figures
     staged: list[StagedFile] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # own files of an earlier run, now superseded
     stats: st.Stats = field(default_factory=Counter)  # accepted rows and amounts
@@ -93,11 +93,8 @@ def write_partition(
     everything = pa.concat_tables(
         [existing.select(AGGREGATE_INPUT_COLUMNS), new.select(AGGREGATE_INPUT_COLUMNS)]
     )
-    for kind, aggregate in (("by_status", by_status), ("by_service", by_service)):
-        final = layout.join(
-            layout.aggregate_dir(settings.root, kind, channel, event_date), AGGREGATE_FILE
-        )
-        out.staged.append(_stage(aggregate(everything), final, settings))
+    for kind, aggregate in KINDS.items():
+        out.aggregates[kind] = keyed(aggregate(everything), kind, channel, event_date)
 
     out.stats[st.accepted_key(channel)] += new.num_rows
     fils = fils_from_decimal(new["amount"])

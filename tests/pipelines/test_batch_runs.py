@@ -10,6 +10,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pyarrow.compute as pc
 import pytest
 
@@ -152,3 +153,25 @@ def test_a_resend_whose_clock_crossed_midnight_keeps_one_row(tmp_path: Path) -> 
     assert table.column("event_date").to_pylist() == [date(2017, 6, 30)]
     assert manifest["rejected_by_reason"] == {"DUPLICATE_CONFLICT": 1}
     assert manifest["reconciles"]
+
+
+@pytest.mark.usefixtures("key_env")
+def test_aggregates_agree_with_the_payments_after_several_nights(tmp_path: Path) -> None:
+    make_landing(tmp_path, **WEEK)
+    landing = tmp_path / "landing"
+    out = tmp_path / "out"
+    for night in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+        run_batch(str(landing / night / "*.jsonl"), out)
+    from_payments = duckdb.sql(
+        f"""select event_date, channel, status, count(*), sum(amount)
+            from read_parquet('{out}/payments/**/*.parquet', hive_partitioning = true)
+            group by all order by all"""
+    ).fetchall()
+    from_aggregates = duckdb.sql(
+        f"""select event_date, channel, status, payments, amount
+            from read_parquet('{out}/aggregates/by_status/**/*.parquet',
+                              hive_partitioning = true)
+            order by all"""
+    ).fetchall()
+    assert from_aggregates == from_payments
+    assert len(list((out / "aggregates" / "by_status").rglob("*.parquet"))) == 1

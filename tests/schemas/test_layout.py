@@ -35,16 +35,16 @@ def test_payments_dir_is_under_root_payments(root: str, expected: str) -> None:
     assert layout.payments_dir(root, "portal", DAY) == expected
 
 
-def test_aggregate_dir_is_per_kind_and_partition() -> None:
+def test_aggregate_path_is_one_file_per_kind_and_month() -> None:
     assert (
-        layout.aggregate_dir("gs://bucket/prefix", "by_status", "mobile_app", DAY)
-        == "gs://bucket/prefix/aggregates/by_status/channel=mobile_app/event_date=2017-07-01"
+        layout.aggregate_path("gs://bucket/prefix", "by_status", "2017-07")
+        == "gs://bucket/prefix/aggregates/by_status/month=2017-07/aggregate.parquet"
     )
 
 
-def test_aggregate_dir_refuses_an_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="by_day"):
-        layout.aggregate_dir("/out", "by_day", "kiosk", DAY)
+def test_aggregate_path_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown aggregate kind"):
+        layout.aggregate_path("/out", "by_day", "2017-07")
 
 
 def test_part_name_is_a_parquet_file_with_a_five_digit_index() -> None:

@@ -129,3 +129,38 @@ def test_by_service_of_an_empty_partition_is_empty() -> None:
     result = by_service(INPUT_SCHEMA.empty_table())
     assert result.num_rows == 0
     assert result.schema.equals(arrow_schema(ServiceAggregate))
+
+
+def _month(*rows: tuple[str, str, int]) -> pa.Table:
+    """by_status month rows of (day, channel, payments), amount = payments BHD."""
+    from datetime import date
+
+    from transforms.aggregate import month_schema
+
+    return pa.Table.from_pylist(
+        [
+            {
+                "channel": channel,
+                "event_date": date.fromisoformat(day),
+                "status": "SUCCESS",
+                "payments": n,
+                "amount": Decimal(n),
+            }
+            for day, channel, n in rows
+        ],
+        schema=month_schema("by_status"),
+    )
+
+
+def test_merge_month_replaces_the_touched_partitions_and_keeps_the_others() -> None:
+    from transforms.aggregate import merge_month
+
+    existing = _month(("2017-06-01", "portal", 5), ("2017-06-01", "kiosk", 1))
+    fresh = _month(("2017-06-01", "portal", 7), ("2017-06-02", "portal", 3))
+    merged = merge_month(existing, fresh)
+    got = {(r["event_date"].isoformat(), r["channel"]): r["payments"] for r in merged.to_pylist()}
+    assert got == {
+        ("2017-06-01", "kiosk"): 1,
+        ("2017-06-01", "portal"): 7,
+        ("2017-06-02", "portal"): 3,
+    }
