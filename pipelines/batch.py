@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -21,7 +22,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipelines.options import BatchOptions, resolve_pseudonym_key
 from schemas import layout
@@ -39,6 +44,10 @@ log = logging.getLogger("pipelines.batch")
 # The DirectRunner would first try to download the Prism runner; FnApiRunner is the engine it
 # falls back to for batch anyway, so we name it and skip the detour.
 DEFAULT_RUNNER = "FnApiRunner"
+# Validation is CPU-bound Python: two worker processes ran 1M events in 20 s against 28-32 s
+# for one, within 1.4 GB in all (benchmarks/RESULTS.md). Threads would share one GIL, and
+# Beam's multi_threading mode has been seen losing GroupByKey data (beam-notes.md).
+DEFAULT_LOCAL_WORKERS = 2
 
 
 def match_inputs(patterns: str) -> list[tuple[str, int]]:
@@ -117,6 +126,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = PipelineOptions(argv)
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+        direct = options.view_as(DirectOptions)
+        if "--direct_num_workers" not in " ".join(argv):
+            direct.direct_num_workers = min(DEFAULT_LOCAL_WORKERS, os.cpu_count() or 1)
+        if direct.direct_num_workers > 1 and "--direct_running_mode" not in " ".join(argv):
+            direct.direct_running_mode = "multi_processing"
     batch = options.view_as(BatchOptions)
     key = resolve_pseudonym_key(batch.pseudonym_key_file)
 

@@ -23,9 +23,11 @@ def make_landing(root: Path, **knobs: Any) -> dict[str, Any]:
     return generate(GeneratorConfig(**knobs), str(root / "landing"))
 
 
-def run_batch(inputs: str, output: Path, *extra: str) -> dict[str, Any]:
-    """Run the batch pipeline in-process; returns its manifest."""
-    return batch.run(["--input", inputs, "--output", str(output), *extra])
+def run_batch(inputs: str, output: Path, *extra: str, workers: int = 1) -> dict[str, Any]:
+    """Run the batch pipeline in-process; returns its manifest. One local worker unless asked:
+    starting worker processes costs seconds that small test inputs do not repay."""
+    workers_flag = ["--direct_num_workers", str(workers)]
+    return batch.run(["--input", inputs, "--output", str(output), *workers_flag, *extra])
 
 
 def payments(output: Path) -> pa.Table:

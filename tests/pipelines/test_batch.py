@@ -39,7 +39,8 @@ def sample_run(
     monkey.setenv("PAYMENTS_PSEUDONYM_KEY", "test-pseudonym-key-0123456789abcdef")
     root = tmp_path_factory.mktemp("sample")
     truth = make_landing(root, **SAMPLE)
-    manifest = run_batch(str(root / "landing" / "*" / "*.jsonl*"), root / "out")
+    # Two worker processes, as the command line runs by default.
+    manifest = run_batch(str(root / "landing" / "*" / "*.jsonl*"), root / "out", workers=2)
     yield root / "out", truth, manifest
     monkey.undo()
 
