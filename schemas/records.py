@@ -48,7 +48,6 @@ class PaymentRecord(BaseModel):
     source_file: str | None
     source_line: int | None
     source_message_id: str | None
-    record_hash: str  # fingerprint of the business fields: tells a redelivery from a conflict
     ingested_at: AwareDatetime
     run_id: str
     schema_version: int

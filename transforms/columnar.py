@@ -45,7 +45,7 @@ def constant(value: object, length: int, type_: pa.DataType) -> pa.Array:
 
 # String columns that are (nearly) unique per row: dictionary-encoding them would cost time
 # and save nothing. Every other string column repeats a handful of values per block.
-_UNIQUE_STRINGS = frozenset({"event_id", "payer_key", "record_hash", "raw", "reason"})
+_UNIQUE_STRINGS = frozenset({"event_id", "payer_key", "raw", "reason"})
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,32 @@ ORDER = [
     ("source_message_id", "ascending"),
 ]
 ORIGIN_COLUMNS = ["source_file", "source_line", "source_message_id"]
-INDEX_COLUMNS = ["event_id", "record_hash", "channel", "event_date", *ORIGIN_COLUMNS]
+# What makes two deliveries of an event the same payment: every business column, not the
+# enrichment (it follows service_code) nor the lineage. Channel and day follow from the id
+# and occurred_at.
+CONTENT_COLUMNS = [
+    "service_code",
+    "amount",
+    "currency",
+    "status",
+    "payment_method",
+    "occurred_at",
+    "payer_key",
+    "card_last4",
+    "kiosk_id",
+    "kiosk_site",
+    "app_id",
+    "app_version",
+    "app_os",
+]
+INDEX_COLUMNS = ["event_id", "channel", "event_date", *ORIGIN_COLUMNS, *CONTENT_COLUMNS]
 
 
 @dataclass
 class Deduplicated:
     winners: pa.Table
     conflicts: pa.Table  # losing rows whose content differs from the winner's
-    conflict_winner_hash: list[str]
+    conflict_detail: list[str]  # per conflict: which columns differ, and from which row
     stats: st.Stats
 
 
@@ -67,7 +85,7 @@ def index_schema() -> pa.Schema:
 
 
 def loser_schema() -> pa.Schema:
-    return index_schema().append(pa.field("winner_hash", pa.string()))
+    return index_schema().append(pa.field("conflict_detail", pa.string()))
 
 
 def _first_of_each_id(ordered: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -80,61 +98,85 @@ def _first_of_each_id(ordered: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return first, np.maximum.accumulate(np.where(first, np.arange(n), 0))
 
 
+def _same(a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Row-wise equality where two nulls are equal."""
+    equal = pc.fill_null(pc.equal(a, b), False)
+    both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+    return np.asarray(pc.or_(equal, both_null).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def differing(table: pa.Table, other: pa.Table) -> list[list[str]]:
+    """For each row pair, the content columns whose values differ (empty: a redelivery)."""
+    diffs: list[list[str]] = [[] for _ in range(table.num_rows)]
+    for column in CONTENT_COLUMNS:
+        for row in np.flatnonzero(~_same(table[column], other[column])).tolist():
+            diffs[row].append(column)
+    return diffs
+
+
+def _detail(columns: list[str], winner_origin: tuple[object, ...]) -> str:
+    where = ":".join(str(p) for p in winner_origin if p is not None)
+    return f"differs in {', '.join(columns)} from the row kept ({where})"
+
+
 def cross_partition_losers(index: pa.Table) -> pa.Table:
     """Index rows (INDEX_COLUMNS) whose event_id was first seen, in input order, in another
-    partition; `winner_hash` tells a redelivery from a conflict."""
+    partition, with `conflict_detail` (null for an exact redelivery)."""
     ordered = index.select(INDEX_COLUMNS).sort_by(ORDER)
-    if ordered.num_rows == 0:
-        return ordered.append_column("winner_hash", pa.array([], pa.string()))
     first, winner = _first_of_each_id(ordered)
-    take = pa.array(winner)
-    moved = pc.or_(
-        pc.not_equal(ordered["channel"], ordered["channel"].take(take)),
-        pc.not_equal(ordered["event_date"], ordered["event_date"].take(take)),
-    ).to_numpy(zero_copy_only=False)
-    losers = pa.array(~first & moved)
-    return ordered.filter(losers).append_column(
-        "winner_hash", ordered["record_hash"].take(take).filter(losers)
+    take = pa.array(winner, pa.int64())
+    winners = ordered.take(take)
+    moved = ~_same(ordered["channel"], winners["channel"]) | ~_same(
+        ordered["event_date"], winners["event_date"]
+    )
+    losers = ~first & moved
+    rows = np.flatnonzero(losers)
+    diffs = differing(
+        ordered.take(pa.array(rows, pa.int64())), winners.take(pa.array(rows, pa.int64()))
+    )
+    origins = _origin_keys(winners, rows)
+    details = [_detail(d, o[1:]) if d else None for d, o in zip(diffs, origins, strict=True)]
+    return ordered.filter(pa.array(losers)).append_column(
+        "conflict_detail", pa.array(details, pa.string())
     )
 
 
 def _origin_keys(table: pa.Table, rows: np.ndarray) -> list[tuple[object, ...]]:
-    columns = [table[c].take(pa.array(rows)).to_pylist() for c in ["event_id", *ORIGIN_COLUMNS]]
+    take = pa.array(rows, pa.int64())
+    columns = [table[c].take(take).to_pylist() for c in ["event_id", *ORIGIN_COLUMNS]]
     return list(zip(*columns, strict=True))
 
 
 def drop_losers(table: pa.Table, losers: pa.Table) -> Deduplicated:
-    """The table without the given loser rows (matched by event_id and origin): those with the
-    winner's content are duplicates, the others conflicts."""
+    """The table without the given loser rows (matched by event_id and origin): those without
+    a `conflict_detail` are duplicates, the others conflicts."""
     stats: st.Stats = Counter()
     if table.num_rows == 0 or losers.num_rows == 0:
         return Deduplicated(table, table.slice(0, 0), [], stats)
     candidates = np.flatnonzero(
         pc.is_in(table["event_id"], value_set=losers["event_id"]).to_numpy(zero_copy_only=False)
     )
-    lost = {
-        key: (hash_, winner_hash)
-        for key, hash_, winner_hash in zip(
+    lost = dict(
+        zip(
             _origin_keys(losers, np.arange(losers.num_rows)),
-            losers["record_hash"].to_pylist(),
-            losers["winner_hash"].to_pylist(),
+            losers["conflict_detail"].to_pylist(),
             strict=True,
         )
-    }
+    )
     drop = np.zeros(table.num_rows, dtype=bool)
     conflict = np.zeros(table.num_rows, dtype=bool)
-    winner_hashes: list[str] = []
+    details: list[str] = []
     for row, key in zip(candidates.tolist(), _origin_keys(table, candidates), strict=True):
         if key in lost:
-            hash_, winner_hash = lost[key]
             drop[row] = True
-            if hash_ == winner_hash:
+            detail = lost[key]
+            if detail is None:
                 stats[st.duplicate_key(table["channel"][row].as_py(), "in_input")] += 1
             else:
                 conflict[row] = True
-                winner_hashes.append(winner_hash)
+                details.append(detail)
     return Deduplicated(
-        table.filter(pa.array(~drop)), table.filter(pa.array(conflict)), winner_hashes, stats
+        table.filter(pa.array(~drop)), table.filter(pa.array(conflict)), details, stats
     )
 
 
@@ -144,9 +186,7 @@ def merge_results(winners: pa.Table, *parts: Deduplicated) -> Deduplicated:
     for part in parts:
         stats.update(part.stats)
     conflicts = pa.concat_tables([p.conflicts for p in parts], promote_options="permissive")
-    return Deduplicated(
-        winners, conflicts, [h for p in parts for h in p.conflict_winner_hash], stats
-    )
+    return Deduplicated(winners, conflicts, [d for p in parts for d in p.conflict_detail], stats)
 
 
 def deduplicate(table: pa.Table) -> Deduplicated:
@@ -156,46 +196,48 @@ def deduplicate(table: pa.Table) -> Deduplicated:
         return Deduplicated(table, table, [], stats)
     ordered = table.sort_by(ORDER)
     first, winner_index = _first_of_each_id(ordered)
-    hashes = ordered["record_hash"].combine_chunks()
-    winner_hashes = hashes.take(pa.array(winner_index))
-    same = pc.equal(hashes, winner_hashes).to_numpy(zero_copy_only=False)
-    duplicate = ~first & same
-    conflict = ~first & ~same
-    for channel in ordered["channel"].filter(pa.array(duplicate)).to_pylist():
+    later = np.flatnonzero(~first)
+    if later.size == 0:
+        return Deduplicated(ordered, ordered.slice(0, 0), [], stats)
+    take_later = pa.array(later, pa.int64())
+    winners_of_later = ordered.take(pa.array(winner_index[later], pa.int64()))
+    diffs = differing(ordered.take(take_later), winners_of_later)
+    is_conflict = np.array([bool(d) for d in diffs])
+    for channel in ordered["channel"].take(take_later).filter(pa.array(~is_conflict)).to_pylist():
         stats[st.duplicate_key(channel, "in_input")] += 1
-    conflicts = ordered.filter(pa.array(conflict))
+    origins = _origin_keys(winners_of_later, np.flatnonzero(is_conflict))
+    details = [_detail(d, o[1:]) for d, o in zip([d for d in diffs if d], origins, strict=True)]
     return Deduplicated(
         ordered.filter(pa.array(first)),
-        conflicts,
-        winner_hashes.filter(pa.array(conflict)).to_pylist(),
+        ordered.take(pa.array(later[is_conflict], pa.int64())),
+        details,
         stats,
     )
 
 
-def against_existing(
-    table: pa.Table, existing_ids: pa.Array, existing_hashes: pa.Array
-) -> Deduplicated:
-    """Drop rows already written by an earlier run: same content is a duplicate, else a conflict."""
+def against_existing(table: pa.Table, existing: pa.Table) -> Deduplicated:
+    """Drop rows an earlier run already wrote (`existing`: event_id and CONTENT_COLUMNS): the
+    same content is a duplicate, other content a conflict."""
     stats: st.Stats = Counter()
-    if table.num_rows == 0 or len(existing_ids) == 0:
+    if table.num_rows == 0 or existing.num_rows == 0:
         return Deduplicated(table, table.slice(0, 0), [], stats)
-    position = pc.index_in(table["event_id"], value_set=existing_ids)
+    position = pc.index_in(table["event_id"], value_set=existing["event_id"].combine_chunks())
     seen = pc.is_valid(position).to_numpy(zero_copy_only=False)
     if not seen.any():
         return Deduplicated(table, table.slice(0, 0), [], stats)
-    earlier_hash = existing_hashes.take(position)
-    # Unseen rows compare as null; they are neither duplicates nor conflicts.
-    same = pc.fill_null(pc.equal(table["record_hash"], earlier_hash), False).to_numpy(
-        zero_copy_only=False
-    )
-    for channel in table["channel"].filter(pa.array(seen & same)).to_pylist():
-        stats[st.duplicate_key(channel, "in_output")] += 1
-    conflict = seen & ~same
+    rows = np.flatnonzero(seen)
+    earlier = existing.take(position.filter(pa.array(seen)))
+    diffs = differing(table.take(pa.array(rows, pa.int64())), earlier)
+    conflict = np.zeros(table.num_rows, dtype=bool)
+    details: list[str] = []
+    for row, diff in zip(rows.tolist(), diffs, strict=True):
+        if diff:
+            conflict[row] = True
+            details.append(f"differs in {', '.join(diff)} from the row already written")
+        else:
+            stats[st.duplicate_key(table["channel"][row].as_py(), "in_output")] += 1
     return Deduplicated(
-        table.filter(pa.array(~seen)),
-        table.filter(pa.array(conflict)),
-        earlier_hash.filter(pa.array(conflict)).to_pylist(),
-        stats,
+        table.filter(pa.array(~seen)), table.filter(pa.array(conflict)), details, stats
     )
 
 
@@ -203,12 +245,8 @@ def conflict_rejections(result: Deduplicated) -> Iterator[RejectedInput]:
     """Rejections for conflicting rows: the normalised row itself (already free of CPR and card
     number) stands in for the raw input, which is not kept after validation."""
     rows = result.conflicts.to_pylist()
-    for row, winner_hash in zip(rows, result.conflict_winner_hash, strict=True):
-        reason = (
-            f"event_id {row['event_id']} was already accepted with different content "
-            f"(record_hash {winner_hash}, this one {row['record_hash']}); the first in input "
-            "order is kept"
-        )
+    for row, detail in zip(rows, result.conflict_detail, strict=True):
+        reason = f"event_id {row['event_id']} was already accepted; this one {detail}"
         rejection = Rejection(
             RejectCode.DUPLICATE_CONFLICT, reason, "deduplicate", row["channel"], row["event_id"]
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -70,21 +69,10 @@ class NormalisedPayment(NamedTuple):
     app_id: str | None
     app_version: str | None
     app_os: str | None
-    record_hash: str
     unknown_service: bool
     unmasked_card: bool
 
 
-def record_hash(*fields: object) -> str:
-    """Stable fingerprint of business fields: equal for a redelivery, different for a conflict.
-
-    The same text as `Normaliser` hashes inline: the business fields joined by U+001F.
-    """
-    text = "\x1f".join([f"{f}" for f in fields])
-    return _blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-_blake2b = hashlib.blake2b
 _new_payment = tuple.__new__
 _NOT_IN_CATALOGUE: tuple[None, None, None] = (None, None, None)
 _BAHRAIN_OFFSET_MICROS = 3 * 3_600_000_000  # schemas.timekeeping.bahrain_day_number, inlined
@@ -149,19 +137,12 @@ class Normaliser:
         card: str | None = None,
         extras: Extras = _NO_EXTRAS,
     ) -> NormalisedPayment:
-        # This runs once per event: one dictionary lookup for the catalogue enrichment, the
-        # fingerprint text built by one f-string, the tuple built without NamedTuple's
-        # keyword-parsing constructor.
+        # This runs once per event: one dictionary lookup for the catalogue enrichment, and
+        # the tuple built without NamedTuple's keyword-parsing constructor.
         name_en, name_ar, entity = self._enrichment.get(service_code, _NOT_IN_CATALOGUE)
         payer_key = self._pseudonymise(cpr) if cpr is not None else None
         last4, unmasked = card_last4(card) if card else (None, False)
         kiosk_id, kiosk_site, app_id, app_version, app_os = extras
-        fingerprint = _blake2b(
-            f"{event_id}\x1f{service_code}\x1f{amount_fils}\x1f{status}\x1f{method}\x1f"
-            f"{occurred_micros}\x1f{payer_key}\x1f{last4}\x1f{kiosk_id}\x1f{kiosk_site}\x1f"
-            f"{app_id}\x1f{app_version}\x1f{app_os}".encode(),
-            digest_size=12,
-        ).hexdigest()
         return _new_payment(
             NormalisedPayment,
             (
@@ -184,7 +165,6 @@ class Normaliser:
                 app_id,
                 app_version,
                 app_os,
-                fingerprint,
                 name_en is None,
                 unmasked,
             ),
@@ -224,7 +204,6 @@ def to_record(
         source_file=source_file,
         source_line=source_line,
         source_message_id=source_message_id,
-        record_hash=payment.record_hash,
         ingested_at=from_utc_micros(ingested_micros),
         run_id=run_id,
         schema_version=SCHEMA_VERSION,

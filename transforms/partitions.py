@@ -18,11 +18,11 @@ from schemas.arrow import payment_file_schema, payment_schema
 from transforms import stats as st
 from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, keyed
 from transforms.columnar import fils_from_decimal
-from transforms.dedup import Deduplicated, against_existing
+from transforms.dedup import CONTENT_COLUMNS, Deduplicated, against_existing
 from transforms.storage import list_files, read_parquet, write_parquet
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
-_EXISTING_COLUMNS = ["event_id", "record_hash", *AGGREGATE_INPUT_COLUMNS]
+_EXISTING_COLUMNS = list(dict.fromkeys(["event_id", *CONTENT_COLUMNS, *AGGREGATE_INPUT_COLUMNS]))
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,7 @@ def write_partition(
     """Stage a partition's new rows and its recomputed aggregates; count what was accepted."""
     directory = layout.payments_dir(settings.root, channel, event_date)
     existing, own = _existing(directory, settings.input_key)
-    result = against_existing(
-        rows, existing["event_id"].combine_chunks(), existing["record_hash"].combine_chunks()
-    )
+    result = against_existing(rows, existing)
     out = PartitionWrite(result)
     new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
     file_rows = new.select(payment_file_schema().names)

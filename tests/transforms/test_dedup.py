@@ -89,8 +89,9 @@ def _origins(table: pa.Table) -> list[tuple[str, int]]:
     )
 
 
-def _hash_of(payload: bytes) -> str:
-    return str(_table((payload, "x", 1)).column("record_hash")[0].as_py())
+def _written(*payloads: bytes) -> pa.Table:
+    """Rows an earlier run wrote, as against_existing reads them back."""
+    return _table(*((payload, "earlier.jsonl", i) for i, payload in enumerate(payloads, 1)))
 
 
 # The same event in three places, one of them with other content; the winner is a.jsonl:9.
@@ -135,10 +136,9 @@ def test_same_id_with_other_content_is_a_conflict() -> None:
     assert dict(result.stats) == {}
 
 
-def test_conflict_remembers_the_winners_hash() -> None:
+def test_conflict_says_what_differs_and_which_row_was_kept() -> None:
     result = deduplicate(_table((PORTAL, "a.jsonl", 1), (PORTAL_REFUNDED, "a.jsonl", 2)))
-    assert result.conflict_winner_hash == [_hash_of(PORTAL)]
-    assert result.conflicts.column("record_hash").to_pylist() == [_hash_of(PORTAL_REFUNDED)]
+    assert result.conflict_detail == ["differs in status from the row kept (a.jsonl:1)"]
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(len(CONFLICTING)))))
@@ -181,26 +181,26 @@ def test_deduplicate_of_an_empty_table_is_empty() -> None:
     assert result.winners.num_rows == result.conflicts.num_rows == 0
 
 
-def test_row_already_written_with_the_same_hash_is_a_duplicate_in_output() -> None:
+def test_row_already_written_with_the_same_content_is_a_duplicate_in_output() -> None:
     table = _table((PORTAL, "a", 1))
-    result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
+    result = against_existing(table, _written(PORTAL))
     assert result.winners.num_rows == 0
     assert result.conflicts.num_rows == 0
     assert dict(result.stats) == {st.duplicate_key("portal", "in_output"): 1}
 
 
-def test_row_already_written_with_another_hash_is_a_conflict() -> None:
+def test_row_already_written_with_other_content_is_a_conflict() -> None:
     table = _table((PORTAL_OTHER_AMOUNT, "a", 1))
-    result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
+    result = against_existing(table, _written(PORTAL))
     assert result.winners.num_rows == 0
     assert result.conflicts.column("event_id").to_pylist() == [PORTAL_ID]
-    assert result.conflict_winner_hash == [_hash_of(PORTAL)]
+    assert result.conflict_detail == ["differs in amount from the row already written"]
     assert dict(result.stats) == {}
 
 
 def test_rows_not_written_before_are_kept() -> None:
     table = _table((PORTAL, "a", 1), (MOBILE_APP, "a", 2), (KIOSK, "a", 3))
-    result = against_existing(table, pa.array(["kiosk:OTHER:1"]), pa.array(["0" * 24]))
+    result = against_existing(table, _written(_kiosk(99_999)))
     assert result.winners.num_rows == 3
     assert result.conflicts.num_rows == 0
     assert dict(result.stats) == {}
@@ -208,14 +208,14 @@ def test_rows_not_written_before_are_kept() -> None:
 
 def test_against_nothing_existing_keeps_everything() -> None:
     table = _table((PORTAL, "a", 1))
-    result = against_existing(table, pa.array([], pa.string()), pa.array([], pa.string()))
+    result = against_existing(table, payment_schema().empty_table())
     assert result.winners.num_rows == 1
     assert result.conflicts.num_rows == 0
 
 
 def test_new_rows_beside_a_row_already_written_are_kept() -> None:
     table = _table((PORTAL, "a", 1), (MOBILE_APP, "a", 2))
-    result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
+    result = against_existing(table, _written(PORTAL))
     assert result.winners.column("event_id").to_pylist() == [
         "mobile_app:3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11"
     ]
@@ -225,10 +225,10 @@ def test_new_rows_beside_a_row_already_written_are_kept() -> None:
 
 def test_new_rows_beside_a_conflicting_row_are_kept() -> None:
     table = _table((PORTAL_OTHER_AMOUNT, "a", 1), (MOBILE_APP, "a", 2), (KIOSK, "a", 3))
-    result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
+    result = against_existing(table, _written(PORTAL))
     assert result.winners.num_rows == 2
     assert result.conflicts.column("event_id").to_pylist() == [PORTAL_ID]
-    assert result.conflict_winner_hash == [_hash_of(PORTAL)]
+    assert result.conflict_detail == ["differs in amount from the row already written"]
 
 
 def test_split_by_partition_keys_are_channel_and_iso_date_strings() -> None:
@@ -276,11 +276,11 @@ def test_conflict_rejections_are_duplicate_conflicts() -> None:
     assert (rejected.source_file, rejected.source_line) == ("a.jsonl", 10)
 
 
-def test_conflict_rejection_reason_names_both_hashes() -> None:
+def test_conflict_rejection_reason_names_the_differing_column_and_the_row_kept() -> None:
     result = deduplicate(_table(*CONFLICTING))
     (rejected,) = list(conflict_rejections(result))
-    assert _hash_of(PORTAL) in rejected.rejection.reason
-    assert _hash_of(PORTAL_OTHER_AMOUNT) in rejected.rejection.reason
+    assert "amount" in rejected.rejection.reason
+    assert "a.jsonl:9" in rejected.rejection.reason
 
 
 def test_conflict_rejection_payload_is_the_row_without_the_cpr() -> None:
@@ -293,7 +293,7 @@ def test_conflict_rejection_payload_is_the_row_without_the_cpr() -> None:
 
 def test_conflict_rejections_of_existing_rows_are_duplicate_conflicts() -> None:
     table = _table((PORTAL_OTHER_AMOUNT, "a", 1))
-    result = against_existing(table, pa.array([PORTAL_ID]), pa.array([_hash_of(PORTAL)]))
+    result = against_existing(table, _written(PORTAL))
     codes = [r.rejection.code for r in conflict_rejections(result)]
     assert codes == [RejectCode.DUPLICATE_CONFLICT]
 
