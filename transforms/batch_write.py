@@ -21,6 +21,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 
 from schemas import layout
@@ -37,9 +38,11 @@ from transforms.dedup import (
     cross_partition_losers,
     deduplicate,
     drop_losers,
+    event_days,
     index_schema,
     loser_schema,
     merge_results,
+    moved_event_ids,
     split_by_partition,
 )
 from transforms.ingest import Outcome
@@ -72,8 +75,23 @@ def _losers_by_partition(
     element: tuple[str, Iterable[str]],
 ) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
     _, paths = element
-    index = (ArrowBlock.from_ipc(read_bytes(p)).table(INDEX_COLUMNS) for p in sorted(set(paths)))
-    losers = cross_partition_losers(pa.concat_tables([index_schema().empty_table(), *index]))
+    unique = sorted(set(paths))
+    # Two passes over the channel's fragments, one file at a time: the (event_id, day) pairs
+    # of every row, then the content of the rare events found in more than one partition.
+    days = [event_days(index_schema().empty_table())]
+    days += [
+        event_days(ArrowBlock.from_ipc(read_bytes(p)).table(["event_id", "event_date"]))
+        for p in unique
+    ]
+    moved = moved_event_ids(pa.concat_tables(days))
+    del days
+    if len(moved) == 0:
+        return
+    index = [index_schema().empty_table()]
+    for path in unique:
+        rows = ArrowBlock.from_ipc(read_bytes(path)).table(INDEX_COLUMNS)
+        index.append(rows.filter(pc.is_in(rows["event_id"], value_set=moved)))
+    losers = cross_partition_losers(pa.concat_tables(index))
     for key, rows in split_by_partition(losers):
         yield key, ArrowBlock.of(rows)
 

@@ -344,3 +344,18 @@ def test_dropping_losers_keeps_every_other_row() -> None:
     result = drop_losers(others, losers)
     assert result.winners.num_rows == 2
     assert result.conflicts.num_rows == 0
+
+
+def test_moved_event_ids_finds_an_event_delivered_into_two_days() -> None:
+    from transforms.dedup import event_days, moved_event_ids
+
+    table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1), (KIOSK, "c", 1))
+    pairs = pa.concat_tables([event_days(table.slice(i, 1)) for i in range(table.num_rows)])
+    assert moved_event_ids(pairs).to_pylist() == ["kiosk:KSK-017:7"]
+
+
+def test_moved_event_ids_ignores_redeliveries_on_the_same_day() -> None:
+    from transforms.dedup import event_days, moved_event_ids
+
+    table = _table((KIOSK, "a", 1), (KIOSK, "b", 1))
+    assert moved_event_ids(event_days(table)).to_pylist() == []
