@@ -7,8 +7,9 @@
    generator config matches) and concatenates them into one big benchmarks/work/all.jsonl.
 2. Runs `python -m pipelines.batch` and `benchmarks/duckdb_baseline.py` as child processes,
    alternately, `--repeats` times per input, each into a fresh output directory, and measures
-   wall time and the child's peak RSS with os.wait4 (ru_maxrss, KiB on Linux; it covers the
-   child and any descendants it waited for. Beam's FnApiRunner runs in-process by default).
+   wall time and peak memory: the larger of the child's ru_maxrss (os.wait4) and the highest
+   sum of RSS over its whole process tree, sampled every 50 ms from /proc (the pipeline runs
+   two local worker processes by default).
 3. Prints a table and appends one row per input to benchmarks/RESULTS.md.
 
 Only the standard library is used here; the baseline uses duckdb. See benchmarks/README.md.
@@ -275,17 +276,45 @@ def input_arg(kind: str) -> str:
 # --------------------------------------------------------------------------- measuring
 
 
+def _tree_rss_kib(pid: int) -> int:
+    """Current RSS of a process and all its descendants, in KiB, from /proc (0 once gone)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
+                0,
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def measure(cmd: list[str], env: dict[str, str], log_path: Path) -> tuple[float, int, float, int]:
-    """Run `cmd` from the repo root, output to `log_path`: (wall s, max RSS KiB, CPU s, exit)."""
+    """Run `cmd` from the repo root, output to `log_path`: (wall s, peak RSS KiB, CPU s, exit).
+
+    Peak RSS is the larger of the child's ru_maxrss (one process) and the highest sum over
+    the child's whole process tree sampled every 50 ms: the pipeline runs worker processes.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    peak_tree = 0
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak_tree = max(peak_tree, _tree_rss_kib(proc.pid))
+            time.sleep(0.05)
         wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # already reaped: keep Popen from waiting again
-    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, code
+    return wall, max(usage.ru_maxrss, peak_tree), usage.ru_utime + usage.ru_stime, code
 
 
 def _tail(path: Path, lines: int = 30) -> str:

