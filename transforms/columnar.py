@@ -46,6 +46,7 @@ def constant(value: object, length: int, type_: pa.DataType) -> pa.Array:
 # String columns that are (nearly) unique per row: dictionary-encoding them would cost time
 # and save nothing. Every other string column repeats a handful of values per block.
 _UNIQUE_STRINGS = frozenset({"event_id", "payer_key", "raw", "reason"})
+_MIN_ROWS_TO_ENCODE = 64
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,10 @@ class ArrowBlock:
     @classmethod
     def of(cls, table: pa.Table) -> ArrowBlock:
         fields, columns = [], []
+        # Below a few dozen rows a dictionary costs more than the strings it replaces.
+        encode = table.num_rows >= _MIN_ROWS_TO_ENCODE
         for field, column in zip(table.schema, table.columns, strict=True):
-            if pa.types.is_string(field.type) and field.name not in _UNIQUE_STRINGS:
+            if encode and pa.types.is_string(field.type) and field.name not in _UNIQUE_STRINGS:
                 column = column.dictionary_encode()
                 field = field.with_type(column.type)
             fields.append(field)

@@ -213,6 +213,25 @@ def deduplicate(table: pa.Table) -> Deduplicated:
     stats: st.Stats = Counter()
     if table.num_rows == 0:
         return Deduplicated(table, table, [], stats)
+    # Only rows whose id repeats need ordering and comparing: find them by hashing first.
+    counts = table.group_by("event_id", use_threads=False).aggregate([("event_id", "count")])
+    repeated = counts["event_id"].filter(pc.greater(counts["event_id_count"], 1))
+    if len(repeated) == 0:
+        return Deduplicated(table, table.slice(0, 0), [], stats)
+    in_repeated = pc.is_in(table["event_id"], value_set=repeated.combine_chunks())
+    single = table.filter(pc.invert(in_repeated))
+    result = _deduplicate_repeated(table.filter(in_repeated))
+    return Deduplicated(
+        pa.concat_tables([single, result.winners]),
+        result.conflicts,
+        result.conflict_detail,
+        result.stats,
+    )
+
+
+def _deduplicate_repeated(table: pa.Table) -> Deduplicated:
+    """`deduplicate` for rows whose every event_id occurs more than once."""
+    stats: st.Stats = Counter()
     ordered = table.sort_by(ORDER)
     first, winner_index = _first_of_each_id(ordered)
     later = np.flatnonzero(~first)
