@@ -8,7 +8,7 @@ that *start* inside it, so every line is read exactly once whatever the range si
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO
 
@@ -64,9 +64,40 @@ def _skip_to(handle: IO[bytes], start: int) -> tuple[int, int, bytes]:
     return newlines, position, last
 
 
-def iter_lines(handle: IO[bytes], start: int, end: int | None) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its newline) of each line starting in [start, end)."""
-    newlines, position, last = _skip_to(handle, start)
+def _seek_to(handle: IO[bytes], start: int) -> bytes:
+    """Seek to `start`; return the byte before it (a newline at the start of the file)."""
+    if start == 0:
+        return b"\n"
+    handle.seek(start - 1)
+    return handle.read(1)
+
+
+def count_newlines(path: str, start: int, end: int) -> int:
+    """Newlines in bytes [start, end) of an uncompressed file."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.seek(start)
+        newlines, position = 0, start
+        while position < end:
+            chunk = handle.read(min(_CHUNK, end - position))
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+            position += len(chunk)
+    return newlines
+
+
+def iter_lines(
+    handle: IO[bytes], start: int, end: int | None, newlines_before: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its newline) of each line starting in [start, end).
+
+    `newlines_before` (newlines in bytes [0, start)) lets a seekable file be entered at `start`
+    directly; without it the bytes before `start` are read and counted.
+    """
+    if newlines_before is None:
+        newlines, position, last = _skip_to(handle, start)
+    else:
+        newlines, position, last = newlines_before, start, _seek_to(handle, start)
     line_no = newlines + 1
     skipping_partial = start > 0 and last != b"\n"  # the previous range owns that line
     held = b""
@@ -103,14 +134,16 @@ def iter_lines(handle: IO[bytes], start: int, end: int | None) -> Iterator[tuple
         yield line_no, held
 
 
-def read_blocks(rng: ByteRange, block_events: int = DEFAULT_BLOCK_EVENTS) -> Iterator[RawBlock]:
+def read_blocks(
+    rng: ByteRange, block_events: int = DEFAULT_BLOCK_EVENTS, newlines_before: int | None = None
+) -> Iterator[RawBlock]:
     """Raw blocks of at most `block_events` non-blank lines from one byte range."""
     compression = CompressionTypes.AUTO if rng.compressed else CompressionTypes.UNCOMPRESSED
     payloads: list[bytes] = []
     numbers: list[int] = []
     blank = 0
     with FileSystems.open(rng.path, compression_type=compression) as handle:
-        for line_no, line in iter_lines(handle, rng.start, rng.end):
+        for line_no, line in iter_lines(handle, rng.start, rng.end, newlines_before):
             if not line.strip():
                 blank += 1  # a blank line holds no event; counted, not rejected
                 continue
@@ -129,9 +162,12 @@ class ReadRangeFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, block_events: int) -> None:
         self._block_events = block_events
 
-    def process(self, rng: ByteRange) -> Iterator[RawBlock]:
+    def process(
+        self, rng: ByteRange, newlines_before: Mapping[tuple[str, int], int]
+    ) -> Iterator[RawBlock]:
         events = 0
-        for block in read_blocks(rng, self._block_events):
+        known = newlines_before.get((rng.path, rng.start)) if rng.start else 0
+        for block in read_blocks(rng, self._block_events, known):
             events += len(block.payloads)
             yield block
         log.info("read %s events from %s [%s, %s)", f"{events:,}", rng.path, rng.start, rng.end)
@@ -152,9 +188,40 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
         self._block_events = block_events
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
+        ranges = (
             pbegin
             | "ByteRanges" >> beam.Create(self._ranges)
-            | "SpreadRanges" >> beam.Reshuffle()
-            | "ReadBlocks" >> beam.ParDo(ReadRangeFn(self._block_events))
+            | "SpreadRanges" >> (beam.Reshuffle())
         )
+        # Line numbers for ranges that start mid-file: every range counts its own newlines
+        # (in parallel, one pass over the file), and the counts of the ranges before it add up
+        # to its first line number. Counting from the file start in each range would read the
+        # file over and over, a real cost on GCS.
+        newlines_before = (
+            ranges
+            | "CountNewlines"
+            >> beam.FlatMap(
+                lambda r: (
+                    [(r.path, (r.end, count_newlines(r.path, r.start, r.end)))]
+                    if r.end is not None
+                    else []
+                )
+            )
+            | "GroupCountsByFile" >> beam.GroupByKey()
+            | "LinesBeforeRange" >> beam.FlatMap(_lines_before_each_range)
+        )
+        return ranges | "ReadBlocks" >> beam.ParDo(
+            ReadRangeFn(self._block_events), newlines_before=beam.pvalue.AsDict(newlines_before)
+        )
+
+
+def _lines_before_each_range(
+    element: tuple[str, Iterable[tuple[int, int]]],
+) -> Iterator[tuple[tuple[str, int], int]]:
+    """((path, range start), newlines before it) from each range's (end, own newline count):
+    ranges are contiguous, so where one ends the next starts."""
+    path, counts = element
+    before = 0
+    for end, newlines in sorted(counts):
+        before += newlines
+        yield (path, end), before

@@ -265,3 +265,13 @@ def test_truncated_line_is_rejected_as_too_long(tmp_path: Path) -> None:
     outcome = parse_event(block.payloads[0])
     assert isinstance(outcome, Rejection)
     assert outcome.code is RejectCode.LINE_TOO_LONG
+
+
+def test_entering_a_range_with_its_newline_count_gives_the_same_lines() -> None:
+    data = b'{"a":1}\n\n{"b":22}\nlonger line here\nx\n'
+    whole = list(iter_lines(io.BytesIO(data), 0, None))
+    for cut in range(1, len(data)):
+        before = data[:cut].count(b"\n")
+        first = list(iter_lines(io.BytesIO(data), 0, cut))
+        second = list(iter_lines(io.BytesIO(data), cut, None, newlines_before=before))
+        assert first + second == whole, cut
