@@ -9,6 +9,8 @@ import pytest
 
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.catalogue import load_catalogue
+from tests.samples import MOBILE_EVENT as MOBILE_APP
+from tests.samples import PORTAL_EVENT as PORTAL
 from transforms import stats as st
 from transforms.blocks import BlockResult, RunContext, process_block
 from transforms.normalise import Normaliser
@@ -22,21 +24,6 @@ RUN_ID = "run-test"
 INGESTED_MICROS = 1_700_000_000_000_000
 SOURCE = "landing/2017-07-01.jsonl"
 
-PORTAL = (
-    b'{"channel": "portal", "txn_id": "PTL-2017-000123456",'
-    b' "service": {"code": "GDT-FINE", "entity": "GDT"},'
-    b' "amount_fils": 12500, "currency": "BHD", "status": "PAID",'
-    b' "paid_at": "2017-06-30T21:15:03+03:00", "payer": {"cpr": "850101234"},'
-    b' "method": "DEBIT_CARD", "gateway_ref": "BNF8823410"}'
-)
-MOBILE_APP = (
-    b'{"channel": "mobile_app", "event_id": "3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11",'
-    b' "app": {"id": "traffic", "version": "4.2.1", "os": "ios"},'
-    b' "service_code": "GDT-FINE",'
-    b' "payment": {"amount": "12.500", "currency": "BHD", "method": "APPLE_PAY",'
-    b' "outcome": "success"},'
-    b' "ts": 1498846503123, "user": {"cpr": "850101234"}}'
-)
 KIOSK_FULL_PAN_UNKNOWN_SERVICE = (
     b'{"channel": "kiosk", "kiosk_id": "KSK-017", "seq": 40214, "site": "Isa Town",'
     b' "service": "NOT-IN-CATALOGUE", "amount": "25.000", "cpr": "850101234",'

@@ -12,6 +12,9 @@ import pytest
 from schemas.catalogue import load_catalogue
 from schemas.records import SCHEMA_VERSION, PaymentRecord
 from schemas.timekeeping import EPOCH_DATE, to_utc_micros
+from tests.samples import KIOSK_EVENT as KIOSK
+from tests.samples import MOBILE_EVENT as MOBILE_APP
+from tests.samples import PORTAL_EVENT as PORTAL
 from transforms.blocks import RunContext, process_block
 from transforms.dedup import differing
 from transforms.normalise import NormalisedPayment, Normaliser, to_record
@@ -26,26 +29,6 @@ RUN_ID = "run-test"
 INGESTED_MICROS = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
 UNKNOWN_CODE = "NOT-IN-CATALOGUE"
 
-PORTAL = (
-    b'{"channel": "portal", "txn_id": "PTL-2017-000123456",'
-    b' "service": {"code": "GDT-FINE", "entity": "GDT"},'
-    b' "amount_fils": 12500, "currency": "BHD", "status": "PAID",'
-    b' "paid_at": "2017-06-30T21:15:03+03:00", "payer": {"cpr": "850101234"},'
-    b' "method": "DEBIT_CARD", "gateway_ref": "BNF8823410"}'
-)
-MOBILE_APP = (
-    b'{"channel": "mobile_app", "event_id": "3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11",'
-    b' "app": {"id": "traffic", "version": "4.2.1", "os": "ios"},'
-    b' "service_code": "GDT-FINE",'
-    b' "payment": {"amount": "12.500", "currency": "BHD", "method": "APPLE_PAY",'
-    b' "outcome": "success"},'
-    b' "ts": 1498846503123, "user": {"cpr": "850101234"}}'
-)
-KIOSK = (
-    b'{"channel": "kiosk", "kiosk_id": "KSK-017", "seq": 40213, "site": "Isa Town",'
-    b' "service": "VEH-REG-RENEW", "amount": "25.000",'
-    b' "local_time": "2017-06-30 21:15:03", "result": "OK", "card": "************1234"}'
-)
 BASES = {"portal": PORTAL, "mobile_app": MOBILE_APP, "kiosk": KIOSK}
 STATUS_FIELD = {"portal": "status", "mobile_app": "payment.outcome", "kiosk": "result"}
 AMOUNT_FIELD = {"portal": "amount_fils", "mobile_app": "payment.amount", "kiosk": "amount"}
