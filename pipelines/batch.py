@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines.options import BatchOptions, resolve_pseudonym_key
+from pipelines.options import BatchOptions, IngestOptions, resolve_pseudonym_key
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
 from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
@@ -74,6 +74,7 @@ def build(
     pipeline: beam.Pipeline,
     info: RunInfo,
     options: BatchOptions,
+    max_event_bytes: int,
     pseudonym_key: bytes,
     ingested_micros: int,
 ) -> beam.PCollection:
@@ -83,7 +84,7 @@ def build(
         info.inputs, options.range_bytes, options.block_events
     )
     ingested = blocks | "Ingest" >> IngestEvents(
-        pseudonym_key, info.run_id, ingested_micros, options.max_event_bytes
+        pseudonym_key, info.run_id, ingested_micros, max_event_bytes
     )
     staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(
         settings, ingested_micros
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         "--project P --region R --temp_location gs://B/tmp. Exit status: 0 when the run "
         "committed and reconciles, 1 on error, 3 when the manifest does not reconcile.",
     )
+    IngestOptions._add_argparse_args(parser)
     BatchOptions._add_argparse_args(parser)
     return parser
 
@@ -132,7 +134,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if direct.direct_num_workers > 1 and "--direct_running_mode" not in " ".join(argv):
             direct.direct_running_mode = "multi_processing"
     batch = options.view_as(BatchOptions)
-    key = resolve_pseudonym_key(batch.pseudonym_key_file)
+    common = options.view_as(IngestOptions)
+    key = resolve_pseudonym_key(common.pseudonym_key_file)
 
     files = match_inputs(batch.input)
     if not files:
@@ -142,7 +145,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run_id=new_run_id(now),
         input_key=input_key(files),
         pipeline="batch",
-        output_root=batch.output.rstrip("/"),
+        output_root=common.output.rstrip("/"),
         started_at=now.isoformat(timespec="seconds"),
         inputs=files,
     )
@@ -156,7 +159,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     started = time.monotonic()
     with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, info, batch, key, to_utc_micros(now))
+        build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
     manifest: dict[str, Any] = json.loads(
         read_text(layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST))
     )

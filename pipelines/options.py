@@ -15,9 +15,18 @@ from transforms.validate import DEFAULT_MAX_EVENT_BYTES
 KEY_ENV = "PAYMENTS_PSEUDONYM_KEY"
 
 
+class IngestOptions(PipelineOptions):  # type: ignore[misc]
+    """Options every ingestion pipeline takes. Each options class is a direct subclass of
+    PipelineOptions with its own flags: Beam registers only direct subclasses, and two
+    classes declaring the same flag collide once both modules are imported."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_ingest_arguments(parser)
+
+
 def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every ingestion pipeline takes (Beam only registers direct subclasses of
-    PipelineOptions, so each pipeline's options class calls this)."""
+    """The flags of IngestOptions."""
     parser.add_argument(
         "--output",
         help="output root: a local folder or gs://bucket/prefix (payments/, rejected/, "
@@ -42,7 +51,6 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        add_ingest_arguments(parser)
         parser.add_argument(
             "--input",
             help="newline-delimited JSON files (.jsonl, optionally .gz): a path, a glob such as "

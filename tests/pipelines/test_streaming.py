@@ -1,0 +1,140 @@
+"""The streaming pipeline end to end against a real Pub/Sub emulator (gcloud's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from tests.pipelines.helpers import make_landing, payments, rejected
+
+PROJECT = "demo-project"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """host:port of a Pub/Sub emulator started for these tests."""
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud (with its Pub/Sub emulator) is not installed on this machine")
+    host = f"127.0.0.1:{_free_port()}"
+    process = subprocess.Popen(
+        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={host}"],
+        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(tuple(host.split(":")), timeout=1).close()  # type: ignore[arg-type]
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.skip("the Pub/Sub emulator did not start (is its gcloud component there?)")
+            time.sleep(0.5)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.skip("the Pub/Sub emulator did not come up within 60 s")
+    yield host
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def _publish(host: str, lines: list[bytes], topic_name: str) -> str:
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    from google.cloud import pubsub_v1
+
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(PROJECT, topic_name)
+    subscription = subscriber.subscription_path(PROJECT, f"{topic_name}-ingest")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    for future in [publisher.publish(topic, line) for line in lines]:
+        future.result()
+    return subscription
+
+
+def _processed(out: Path) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for path in out.glob("runs/*/stats-*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            kind = key.split(":")[0]
+            totals[kind] = totals.get(kind, 0) + value
+    return totals
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("key_env")
+def test_every_published_event_is_accepted_rejected_or_a_duplicate(
+    emulator: str, tmp_path: Path
+) -> None:
+    truth = make_landing(
+        tmp_path,
+        start=date(2017, 6, 30),
+        days=1,
+        scale=1.0,
+        invalid_rate=0.01,
+        duplicate_rate=0.02,
+        conflict_rate=0.005,
+        late_rate=0.0,
+    )
+    lines = [
+        line
+        for path in sorted((tmp_path / "landing").rglob("*.jsonl"))
+        for line in path.read_bytes().split(b"\n")
+        if line.strip() and len(line) < 1_000_000  # Pub/Sub refuses messages over 10 MB
+    ]
+    subscription = _publish(emulator, lines, "payments")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.streaming",
+            "--input_subscription",
+            subscription,
+            "--output",
+            str(out),
+            "--write_every_seconds",
+            "2",
+        ],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": emulator},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and _processed(out).get("read", 0) < len(lines):
+            assert process.poll() is None, "the streaming pipeline exited on its own"
+            time.sleep(1)
+        time.sleep(4)  # one more write cadence: files of the last pane are committed
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+    counts = _processed(out)
+    assert counts["read"] == len(lines)
+    assert counts["read"] == counts["accepted"] + counts["rejected"] + counts["duplicates"]
+    table = payments(out)
+    assert table.num_rows == counts["accepted"] == truth["valid_events"]
+    assert pc.count_distinct(table["event_id"]).as_py() == table.num_rows
+    assert rejected(out).num_rows == counts["rejected"]
+    assert table["source_message_id"].null_count == 0

@@ -1,0 +1,206 @@
+"""Streaming sinks: files appear at a steady processing-time cadence, whole or not at all.
+
+Every sink re-windows into the global window with a repeated processing-time trigger, so a
+payment is written however late it is (no event-time window can discard it), and each pane
+becomes one staged file renamed into place under a unique name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.transforms import trigger, window
+
+from schemas import layout
+from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
+from transforms import stats as st
+from transforms.columnar import ArrowBlock, concat_blocks, decimal_from_fils
+from transforms.storage import replace, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+
+def every(seconds: int) -> beam.WindowInto:
+    """Global window, fired every `seconds` of processing time, panes not repeated."""
+    return beam.WindowInto(
+        window.GlobalWindows(),
+        trigger=trigger.Repeatedly(trigger.AfterProcessingTime(seconds)),
+        accumulation_mode=trigger.AccumulationMode.DISCARDING,
+    )
+
+
+def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str:
+    staged = layout.staged(root, run_id, final)
+    write_parquet(table, staged)
+    replace([staged], [final])
+    return final
+
+
+def _unique_part(run_id: str) -> str:
+    return f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
+    """((channel, day), rows) of one pane -> one new Parquet file in that Hive partition."""
+
+    def __init__(self, root: str, run_id: str) -> None:
+        self._root = root
+        self._run_id = run_id
+
+    def process(self, element: tuple[tuple[str, str], Iterable[dict[str, Any]]]) -> Iterator[str]:
+        (channel, day), rows = element
+        table = pa.Table.from_pylist(list(rows), schema=payment_schema())
+        table = table.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
+        directory = layout.join(self._root, layout.PAYMENTS, f"channel={channel}/event_date={day}")
+        final = layout.join(directory, _unique_part(self._run_id))
+        yield _publish(table.select(payment_file_schema().names), self._root, self._run_id, final)
+        log.info("wrote %d payments to %s", table.num_rows, final)
+
+
+class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
+    """First deliveries (row dicts) -> Parquet files in their own day's partition."""
+
+    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+        super().__init__()
+        self._fn = WritePartitionPaneFn(root, run_id)
+        self._every = every_seconds
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            rows
+            | "KeyByPartition"
+            >> beam.Map(lambda r: ((r["channel"], r["event_date"].isoformat()), r))
+            | "EveryPaymentsPane" >> every(self._every)
+            | "GroupPaneByPartition" >> beam.GroupByKey()
+            | "WritePartitionFile" >> beam.ParDo(self._fn)
+        )
+
+
+class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
+    """Rejected ArrowBlocks -> one Parquet file under rejected/ per pane."""
+
+    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+        super().__init__()
+        self._root = root
+        self._run_id = run_id
+        self._every = every_seconds
+
+    def expand(self, rejected: beam.PCollection) -> beam.PCollection:
+        root, run_id = self._root, self._run_id
+
+        def write(element: tuple[None, Iterable[ArrowBlock]]) -> Iterator[str]:
+            table = concat_blocks(element[1], rejected_schema())
+            if table.num_rows:
+                final = layout.join(root, layout.REJECTED, _unique_part(run_id))
+                yield _publish(table, root, run_id, final)
+
+        return (
+            rejected
+            | "EveryRejectedPane" >> every(self._every)
+            | "OneKey" >> beam.Map(lambda block: (None, block))
+            | "GroupRejectedPane" >> beam.GroupByKey()
+            | "WriteRejectedFile" >> beam.FlatMap(write)
+        )
+
+
+class WriteStreamingStats(beam.PTransform):  # type: ignore[misc]
+    """Partial stats -> one JSON file per pane under runs/<run_id>/, plus a progress line.
+
+    Summed over the files, read = accepted + rejected + duplicates for everything processed.
+    """
+
+    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+        super().__init__()
+        self._root = root
+        self._run_id = run_id
+        self._every = every_seconds
+
+    def expand(self, stats: beam.PCollection) -> beam.PCollection:
+        root, run_id = self._root, self._run_id
+
+        def write(element: tuple[None, Iterable[dict[str, int]]]) -> Iterator[str]:
+            merged = st.merge(element[1])
+            path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+            write_text(path, json.dumps(merged, indent=1))
+            log.info(
+                "processed: read %d, accepted %d, rejected %d, duplicates %d",
+                sum(v for k, v in merged.items() if k.startswith("read:")),
+                sum(v for k, v in merged.items() if k.startswith("accepted:")),
+                sum(v for k, v in merged.items() if k.startswith("rejected:")),
+                sum(v for k, v in merged.items() if k.startswith("duplicates:")),
+            )
+            yield path
+
+        return (
+            stats
+            | "EveryStatsPane" >> every(self._every)
+            | "OneStatsKey" >> beam.Map(lambda s: (None, s))
+            | "GroupStatsPane" >> beam.GroupByKey()
+            | "WriteStatsFile" >> beam.FlatMap(write)
+        )
+
+
+_TS = pa.timestamp("us", tz="UTC")
+LIVE_SCHEMA = pa.schema(
+    [
+        pa.field("window_start", _TS, nullable=False),
+        pa.field("window_end", _TS, nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("payments", pa.int64(), nullable=False),
+        pa.field("amount", payment_schema().field("amount").type, nullable=False),
+        pa.field("pane_timing", pa.string(), nullable=False),
+        pa.field("pane_index", pa.int64(), nullable=False),
+    ]
+)
+
+
+def live_table(panes: Iterable[Any]) -> pa.Table:
+    """LiveAggregate panes as rows of aggregates/live/ (window bounds as UTC timestamps)."""
+    rows = list(panes)
+    columns = [
+        pa.array([p.window_start_micros for p in rows], pa.int64()).cast(_TS),
+        pa.array([p.window_end_micros for p in rows], pa.int64()).cast(_TS),
+        pa.array([p.event_date for p in rows], pa.date32()),
+        pa.array([p.channel for p in rows], pa.string()),
+        pa.array([p.status for p in rows], pa.string()),
+        pa.array([p.payments for p in rows], pa.int64()),
+        decimal_from_fils([p.amount_fils for p in rows]),
+        pa.array([p.pane_timing for p in rows], pa.string()),
+        pa.array([p.pane_index for p in rows], pa.int64()),
+    ]
+    return pa.Table.from_arrays(columns, schema=LIVE_SCHEMA)
+
+
+class WriteLiveAggregates(beam.PTransform):  # type: ignore[misc]
+    """LiveAggregate panes -> one Parquet file under aggregates/live/ per processing-time pane."""
+
+    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+        super().__init__()
+        self._root = root
+        self._run_id = run_id
+        self._every = every_seconds
+
+    def expand(self, panes: beam.PCollection) -> beam.PCollection:
+        root, run_id = self._root, self._run_id
+
+        def write(element: tuple[None, Iterable[Any]]) -> Iterator[str]:
+            table = live_table(element[1])
+            if table.num_rows:
+                final = layout.join(root, layout.AGGREGATES, "live", _unique_part(run_id))
+                yield _publish(table, root, run_id, final)
+
+        return (
+            panes
+            | "EveryLivePane" >> every(self._every)
+            | "OneLiveKey" >> beam.Map(lambda a: (None, a))
+            | "GroupLivePane" >> beam.GroupByKey()
+            | "WriteLiveFile" >> beam.FlatMap(write)
+        )
