@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from pipelines.replay import publishable_lines
 from tests.pipelines.helpers import make_landing, payments, rejected
 
 PROJECT = "demo-project"
@@ -96,12 +97,7 @@ def test_every_published_event_is_accepted_rejected_or_a_duplicate(
         conflict_rate=0.005,
         late_rate=0.0,
     )
-    lines = [
-        line
-        for path in sorted((tmp_path / "landing").rglob("*.jsonl"))
-        for line in path.read_bytes().split(b"\n")
-        if line.strip() and len(line) < 1_000_000  # Pub/Sub refuses messages over 10 MB
-    ]
+    lines = publishable_lines(tmp_path / "landing")
     subscription = _publish(emulator, lines, "payments")
     out = tmp_path / "out"
     process = subprocess.Popen(
