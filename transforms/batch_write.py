@@ -30,7 +30,7 @@ from schemas.enums import RejectCode
 from transforms import stats as st
 from transforms.aggregate import merge_month, month_schema
 from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock, concat_blocks
+from transforms.columnar import ArrowBlock, concat_blocks, decode_ipc
 from transforms.dedup import (
     INDEX_COLUMNS,
     Deduplicated,
@@ -79,17 +79,14 @@ def _losers_by_partition(
     # Two passes over the channel's fragments, one file at a time: the (event_id, day) pairs
     # of every row, then the content of the rare events found in more than one partition.
     days = [event_days(index_schema().empty_table())]
-    days += [
-        event_days(ArrowBlock.from_ipc(read_bytes(p)).table(["event_id", "event_date"]))
-        for p in unique
-    ]
+    days += [event_days(decode_ipc(read_bytes(p), ["event_id", "event_date"])) for p in unique]
     moved = moved_event_ids(pa.concat_tables(days))
     del days
     if len(moved) == 0:
         return
     index = [index_schema().empty_table()]
     for path in unique:
-        rows = ArrowBlock.from_ipc(read_bytes(path)).table(INDEX_COLUMNS)
+        rows = decode_ipc(read_bytes(path), INDEX_COLUMNS)
         index.append(rows.filter(pc.is_in(rows["event_id"], value_set=moved)))
     losers = cross_partition_losers(pa.concat_tables(index))
     for key, rows in split_by_partition(losers):
@@ -130,8 +127,8 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         moved: Mapping[tuple[str, str], Iterable[ArrowBlock]],  # a multimap: [] when absent
     ) -> Iterator[Any]:
         (channel, day), paths = element
-        fragments = (ArrowBlock.from_ipc(read_bytes(p)) for p in sorted(set(paths)))
-        rows = concat_blocks(fragments, payment_schema())
+        fragments = [decode_ipc(read_bytes(p)) for p in sorted(set(paths))]
+        rows = pa.concat_tables([payment_schema().empty_table(), *fragments])
         elsewhere = drop_losers(rows, concat_blocks(moved[(channel, day)], loser_schema()))
         within = deduplicate(elsewhere.winners)
         written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)

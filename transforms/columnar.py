@@ -79,23 +79,24 @@ class ArrowBlock:
             writer.write_table(compact)
         return cls(sink.getvalue().to_pybytes(), table.num_rows)
 
-    @classmethod
-    def from_ipc(cls, ipc: bytes) -> ArrowBlock:
-        return cls(ipc, pa.ipc.open_stream(ipc).read_all().num_rows)
-
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """The table, or only the named columns of it (cheaper: the rest is not decoded)."""
-        compact = pa.ipc.open_stream(self.ipc).read_all()
-        if columns is not None:
-            compact = compact.select(columns)
-        fields, columns = [], []
-        for field, column in zip(compact.schema, compact.columns, strict=True):
-            if pa.types.is_dictionary(field.type):
-                field = field.with_type(field.type.value_type)
-                column = column.cast(field.type)
-            fields.append(field)
-            columns.append(column)
-        return pa.Table.from_arrays(columns, schema=pa.schema(fields, compact.schema.metadata))
+        return decode_ipc(self.ipc, columns)
+
+
+def decode_ipc(ipc: bytes, columns: list[str] | None = None) -> pa.Table:
+    """The table an `ArrowBlock` holds, from its IPC bytes (also as spilled to a file)."""
+    compact = pa.ipc.open_stream(ipc).read_all()
+    if columns is not None:
+        compact = compact.select(columns)
+    fields, arrays = [], []
+    for field, column in zip(compact.schema, compact.columns, strict=True):
+        if pa.types.is_dictionary(field.type):
+            field = field.with_type(field.type.value_type)
+            column = column.cast(field.type)
+        fields.append(field)
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, compact.schema.metadata))
 
 
 def concat_blocks(blocks: Iterable[ArrowBlock], schema: pa.Schema) -> pa.Table:
