@@ -95,7 +95,9 @@ def write_partition(
         out.aggregates[kind] = keyed(aggregate(everything), kind, channel, event_date)
 
     out.stats[st.accepted_key(channel)] += new.num_rows
-    fils = fils_from_decimal(new["amount"])
-    for status, amount in zip(new["status"].to_pylist(), fils.tolist(), strict=True):
-        out.stats[st.accepted_fils_key(channel, status)] += amount
+    amounts = pa.table({"status": new["status"], "fils": fils_from_decimal(new["amount"])})
+    for row in (
+        amounts.group_by("status", use_threads=False).aggregate([("fils", "sum")]).to_pylist()
+    ):
+        out.stats[st.accepted_fils_key(channel, row["status"])] += row["fils_sum"]
     return out
