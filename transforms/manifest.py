@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -82,10 +82,6 @@ def build_manifest(
         "files_removed": sorted(files_removed),
         "stats": dict(sorted(stats.items())),
     }
-
-
-def run_info_dict(info: RunInfo) -> dict[str, Any]:
-    return asdict(info)
 
 
 def summary_table(manifest: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from schemas.records import SCHEMA_VERSION
-from transforms.manifest import RunInfo, build_manifest, run_info_dict, summary_table
+from transforms.manifest import RunInfo, build_manifest, summary_table
 
 INFO = RunInfo(
     run_id="run-20170701",
@@ -159,10 +159,6 @@ def test_manifest_carries_the_run_and_its_files() -> None:
 def test_manifest_is_json_ready() -> None:
     manifest = _manifest(WITH_UNKNOWN)
     assert orjson.loads(orjson.dumps(manifest)) == manifest
-
-
-def test_run_info_dict_holds_every_field() -> None:
-    assert run_info_dict(INFO)["output_root"] == "gs://bucket/prefix"
 
 
 def test_summary_table_has_a_row_per_channel() -> None:
