@@ -22,28 +22,23 @@ class IngestOptions(PipelineOptions):  # type: ignore[misc]
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        add_ingest_arguments(parser)
-
-
-def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of IngestOptions."""
-    parser.add_argument(
-        "--output",
-        help="output root: a local folder or gs://bucket/prefix (payments/, rejected/, "
-        "aggregates/ and runs/ are created under it)",
-    )
-    parser.add_argument(
-        "--pseudonym_key_file",
-        help=f"file holding the secret HMAC key that pseudonymises CPR numbers; default: "
-        f"the {KEY_ENV} environment variable. Keep it stable: a new key gives every payer "
-        "a new pseudonym",
-    )
-    parser.add_argument(
-        "--max_event_bytes",
-        type=int,
-        default=DEFAULT_MAX_EVENT_BYTES,
-        help="events larger than this are rejected as LINE_TOO_LONG (default %(default)s)",
-    )
+        parser.add_argument(
+            "--output",
+            help="output root: a local folder or gs://bucket/prefix (payments/, rejected/, "
+            "aggregates/ and runs/ are created under it)",
+        )
+        parser.add_argument(
+            "--pseudonym_key_file",
+            help=f"file holding the secret HMAC key that pseudonymises CPR numbers; default: "
+            f"the {KEY_ENV} environment variable. Keep it stable: a new key gives every payer "
+            "a new pseudonym",
+        )
+        parser.add_argument(
+            "--max_event_bytes",
+            type=int,
+            default=DEFAULT_MAX_EVENT_BYTES,
+            help="events larger than this are rejected as LINE_TOO_LONG (default %(default)s)",
+        )
 
 
 class BatchOptions(PipelineOptions):  # type: ignore[misc]
