@@ -53,17 +53,22 @@ def plan_ranges(path: str, size: int, range_bytes: int = DEFAULT_RANGE_BYTES) ->
     return [ByteRange(path, s, e, False) for s, e in zip(starts, ends, strict=True)]
 
 
-def _skip_to(handle: IO[bytes], start: int) -> tuple[int, int, bytes]:
-    """Advance to `start`; return (newlines before it, position, last byte before it)."""
-    newlines, position, last = 0, 0, b"\n"
-    while position < start:
-        chunk = handle.read(min(_CHUNK, start - position))
+def _read_counting(handle: IO[bytes], position: int, end: int) -> tuple[int, int, bytes]:
+    """Read from `position` up to `end`: (newlines read, position reached, last byte read)."""
+    newlines, last = 0, b"\n"
+    while position < end:
+        chunk = handle.read(min(_CHUNK, end - position))
         if not chunk:
             break
         newlines += chunk.count(b"\n")
         position += len(chunk)
         last = chunk[-1:]
     return newlines, position, last
+
+
+def _skip_to(handle: IO[bytes], start: int) -> tuple[int, int, bytes]:
+    """Advance to `start`; return (newlines before it, position, last byte before it)."""
+    return _read_counting(handle, 0, start)
 
 
 def _seek_to(handle: IO[bytes], start: int) -> bytes:
@@ -78,13 +83,7 @@ def count_newlines(path: str, start: int, end: int) -> int:
     """Newlines in bytes [start, end) of an uncompressed file."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.seek(start)
-        newlines, position = 0, start
-        while position < end:
-            chunk = handle.read(min(_CHUNK, end - position))
-            if not chunk:
-                break
-            newlines += chunk.count(b"\n")
-            position += len(chunk)
+        newlines, _, _ = _read_counting(handle, start, end)
     return newlines
 
 
