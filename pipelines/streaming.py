@@ -13,35 +13,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from decimal import Decimal
-from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.batch import new_run_id
+from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
 from pipelines.options import IngestOptions, resolve_pseudonym_key
-from schemas.arrow import payment_schema
-from schemas.enums import RejectCode
 from schemas.timekeeping import to_utc_micros
-from transforms import stats as st
-from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock
-from transforms.dedup import CONTENT_COLUMNS, Deduplicated, conflict_rejections
 from transforms.ingest import IngestEvents
 from transforms.live import (
     DEFAULT_ALLOWED_LATENESS_SECONDS,
+    DEFAULT_DEDUP_BUCKETS,
     DEFAULT_DEDUP_HORIZON_SECONDS,
     DEFAULT_EARLY_FIRING_SECONDS,
     DEFAULT_WINDOW_SECONDS,
-    DeduplicateById,
+    DeduplicateBlocks,
     LiveAggregates,
-    LivePayment,
+    live_partials,
 )
 from transforms.rawblock import RawBlock
 from transforms.stream_write import (
@@ -54,6 +45,7 @@ from transforms.stream_write import (
 log = logging.getLogger("pipelines.streaming")
 # The DirectRunner would first try to download Prism; its streaming engine is this one.
 DEFAULT_RUNNER = "BundleBasedDirectRunner"
+LOCAL_RUNNERS = {"DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
 
 
 class StreamingOptions(PipelineOptions):  # type: ignore[misc]
@@ -94,37 +86,19 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             default=DEFAULT_DEDUP_HORIZON_SECONDS,
             help="an event id is remembered this long for de-duplication (default %(default)s)",
         )
-
-
-def explode(keyed: tuple[tuple[str, str], ArrowBlock]) -> Iterator[tuple[str, Any]]:
-    """Accepted rows as (event_id, (content, row)) for per-event de-duplication."""
-    _, block = keyed
-    for row in block.table().to_pylist():
-        yield row["event_id"], (tuple(row[c] for c in CONTENT_COLUMNS), row)
-
-
-def conflict_block(element: tuple[dict[str, Any], tuple[Any, ...]], run_id: str) -> ArrowBlock:
-    """A conflicting delivery as a rejected row naming what differs from the first one."""
-    row, first = element
-    differing = [
-        c
-        for c, a, b in zip(CONTENT_COLUMNS, first, (row[c] for c in CONTENT_COLUMNS), strict=True)
-        if a != b
-    ]
-    conflicts = pa.Table.from_pylist([row], schema=payment_schema())
-    detail = f"differs in {', '.join(differing)} from the first delivery"
-    result = Deduplicated(conflicts, conflicts, [detail], Counter())
-    micros = to_utc_micros(datetime.now(timezone.utc))
-    return ArrowBlock.of(rejected_table(conflict_rejections(result), run_id, micros))
-
-
-def live_payment(row: dict[str, Any]) -> TimestampedValue:
-    """Event time is the payment's own time, not the publish time."""
-    micros = to_utc_micros(row["occurred_at"])
-    fils = int(Decimal(row["amount"]) * 1000)
-    return TimestampedValue(
-        LivePayment(row["channel"], row["status"], fils, micros), micros / 1_000_000
-    )
+        parser.add_argument(
+            "--dedup_buckets",
+            type=int,
+            default=DEFAULT_DEDUP_BUCKETS,
+            help="keys the de-duplication state is spread over (default %(default)s)",
+        )
+        parser.add_argument(
+            "--local_pull_size",
+            type=int,
+            default=DEFAULT_PULL_SIZE,
+            help="local DirectRunner only: Pub/Sub messages per pull (Beam's own is 10, which "
+            "caps a local run at a few dozen events/s; default %(default)s)",
+        )
 
 
 def build(
@@ -134,15 +108,14 @@ def build(
     key: bytes,
     run_id: str,
 ) -> None:
-    """Wire the streaming graph around the shared core transform."""
+    """Wire the streaming graph around the shared core transform. Rows travel as Arrow blocks
+    of a whole pull from end to end: no step handles one payment at a time."""
     root = common.output.rstrip("/")
     subscription = options.input_subscription
     cadence = options.write_every_seconds
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
         subscription=subscription, with_attributes=True
     )
-    # Messages arrive in pulls of many; validating them as one block shares the per-block
-    # costs (Arrow building, Beam steps) the way batch does.
     blocks = (
         messages
         | "BatchMessages" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
@@ -160,39 +133,29 @@ def build(
     )
     deduped = (
         ingested.accepted
-        | "ExplodeToEvents" >> beam.FlatMap(explode)
-        | "Deduplicate" >> DeduplicateById(options.dedup_horizon_seconds)
+        | "DropPartitionKey" >> beam.Values()
+        | "Deduplicate"
+        >> DeduplicateBlocks(run_id, options.dedup_horizon_seconds, options.dedup_buckets)
     )
     first = deduped["first"]
-    first | "WritePayments" >> WriteStreamingPayments(root, run_id, cadence)
-    conflicts = deduped["conflicts"] | "ConflictsAsRejected" >> beam.Map(conflict_block, run_id)
+    written = first | "WritePayments" >> WriteStreamingPayments(root, run_id, cadence)
     (
-        (ingested.rejected, conflicts)
+        (ingested.rejected, deduped["rejected"], written["rejected"])
         | "AllRejected" >> beam.Flatten()
         | "WriteRejected" >> WriteStreamingRejected(root, run_id, cadence)
     )
-    outcome_stats = (
-        first | "AcceptedStats" >> beam.Map(lambda r: {st.accepted_key(r["channel"]): 1}),
-        deduped["duplicates"]
-        | "DuplicateStats" >> beam.Map(lambda r: {st.duplicate_key(r["channel"], "in_input"): 1}),
-        deduped["conflicts"]
-        | "ConflictStats"
-        >> beam.Map(
-            lambda c: {st.rejected_key(c[0]["channel"], RejectCode.DUPLICATE_CONFLICT.value): 1}
-        ),
-        ingested.stats,
-    )
     (
-        outcome_stats
+        (ingested.stats, deduped["stats"], written["stats"])
         | "AllStats" >> beam.Flatten()
         | "WriteStats" >> WriteStreamingStats(root, run_id, cadence)
     )
+    window_seconds = options.window_seconds
     (
         first
-        | "EventTime" >> beam.Map(live_payment)
+        | "PerWindowSums" >> beam.FlatMap(lambda b: live_partials(b.table(), window_seconds))
         | "LiveAggregates"
         >> LiveAggregates(
-            options.window_seconds, options.allowed_lateness_seconds, options.early_firing_seconds
+            window_seconds, options.allowed_lateness_seconds, options.early_firing_seconds
         )
         | "WriteLiveAggregates" >> WriteLiveAggregates(root, run_id, cadence)
     )
@@ -220,6 +183,8 @@ def run(argv: Sequence[str] | None = None) -> None:
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
     streaming = options.view_as(StreamingOptions)
+    if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
+        use_pull_size(streaming.local_pull_size)
     common = options.view_as(IngestOptions)
     key = resolve_pseudonym_key(common.pseudonym_key_file)
     run_id = new_run_id(datetime.now(timezone.utc))

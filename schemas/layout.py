@@ -7,6 +7,7 @@ strings work for both, through Beam's FileSystems.
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import date
 
 PAYMENTS = "payments"
@@ -54,6 +55,20 @@ def input_key_of(file_name: str) -> str | None:
     """The input key a data file was written for, or None for a file this product did not name."""
     match = _PART.search(file_name)
     return match.group("key") if match else None
+
+
+_PANE_PART = re.compile(r"part-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)-[0-9a-f]{12}\.parquet$")
+
+
+def pane_part_name(run_id: str) -> str:
+    """Data file name of one streaming pane: unique, and naming the run that wrote it."""
+    return f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def run_of_pane_part(file_name: str) -> str | None:
+    """The streaming run that wrote a data file, or None for a file no streaming run named."""
+    match = _PANE_PART.search(file_name)
+    return match.group("run") if match else None
 
 
 def rejected_path(root: str, input_key: str) -> str:

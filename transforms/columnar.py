@@ -84,6 +84,15 @@ class ArrowBlock:
         return decode_ipc(self.ipc, columns)
 
 
+def plain_ipc(table: pa.Table) -> bytes:
+    """A table as Arrow IPC stream bytes, no column dictionary-encoded: for state that is read
+    back far more often than it is shipped, where decoding must cost nothing."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def decode_ipc(ipc: bytes, columns: list[str] | None = None) -> pa.Table:
     """The table an `ArrowBlock` holds, from its IPC bytes (also as spilled to a file)."""
     compact = pa.ipc.open_stream(ipc).read_all()

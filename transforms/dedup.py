@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from hashlib import blake2b
 
 import numpy as np
 import orjson
@@ -277,6 +278,83 @@ def against_existing(table: pa.Table, existing: pa.Table) -> Deduplicated:
     return Deduplicated(
         table.filter(pa.array(~seen)), table.filter(pa.array(conflict)), details, stats
     )
+
+
+SEEN_AT = "seen_at"
+_RECENT_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("content", pa.int64(), nullable=False),
+        pa.field("first_message_id", pa.string()),
+        pa.field(SEEN_AT, pa.int64(), nullable=False),
+    ]
+)
+
+
+def recent_schema() -> pa.Schema:
+    """What streaming de-duplication remembers of each accepted event: its id, a digest of its
+    content, the message that first carried it, and when (processing time, seconds) it was
+    accepted. Compact on purpose: every block of the bucket reads it."""
+    return _RECENT_SCHEMA
+
+
+def content_digests(table: pa.Table) -> pa.Array:
+    """A 64-bit digest of each row's CONTENT_COLUMNS: equal content, equal digest."""
+    texts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in CONTENT_COLUMNS]
+    joined = pc.binary_join_element_wise(*texts, "\x1f").to_pylist()
+    return pa.array(
+        [
+            int.from_bytes(blake2b(t.encode(), digest_size=8).digest(), "little", signed=True)
+            for t in joined
+        ],
+        pa.int64(),
+    )
+
+
+def against_recent(
+    rows: pa.Table, recent: pa.Table, now_seconds: int, horizon_seconds: int
+) -> tuple[Deduplicated, pa.Table]:
+    """Streaming de-duplication of one block: its rows against each other and against the
+    events accepted within the horizon (`recent`, of `recent_schema`). Returns the result and
+    what to remember next: the unexpired `recent` plus this block's new events."""
+    cutoff = now_seconds - horizon_seconds
+    # Rows are remembered in arrival order: the first one tells whether any expired.
+    if recent.num_rows and recent[SEEN_AT][0].as_py() < cutoff:
+        recent = recent.filter(pc.greater_equal(recent[SEEN_AT], cutoff))
+    within = deduplicate(rows)
+    candidates = within.winners
+    digests = content_digests(candidates)
+    position = pc.index_in(candidates["event_id"], value_set=recent["event_id"].combine_chunks())
+    seen = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    stats: st.Stats = Counter()
+    conflict = np.zeros(candidates.num_rows, dtype=bool)
+    details: list[str] = []
+    if seen.any():
+        rows_seen = np.flatnonzero(seen)
+        earlier = recent.take(position.filter(pa.array(seen)))
+        same = pc.equal(digests.take(pa.array(rows_seen)), earlier["content"]).to_pylist()
+        channels = candidates["channel"].take(pa.array(rows_seen)).to_pylist()
+        firsts = earlier["first_message_id"].to_pylist()
+        for row, equal, channel, first in zip(rows_seen, same, channels, firsts, strict=True):
+            if equal:
+                stats[st.duplicate_key(channel, "in_input")] += 1
+            else:
+                conflict[row] = True
+                details.append(f"differs from the first delivery (message {first})")
+    new = pa.array(~seen)
+    winners = candidates.filter(new)
+    remembered = pa.table(
+        [
+            winners["event_id"],
+            digests.filter(new),
+            winners["source_message_id"],
+            pa.array([now_seconds] * winners.num_rows, pa.int64()),
+        ],
+        schema=_RECENT_SCHEMA,
+    )
+    earlier_result = Deduplicated(winners, candidates.filter(pa.array(conflict)), details, stats)
+    result = merge_results(winners, within, earlier_result)
+    return result, pa.concat_tables([recent, remembered]).combine_chunks()
 
 
 def conflict_rejections(result: Deduplicated) -> Iterator[RejectedInput]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -52,12 +53,13 @@ class PartitionWrite:
     stats: st.Stats = field(default_factory=Counter)  # accepted rows and amounts
 
 
-def _existing(directory: str, input_key: str) -> tuple[pa.Table, list[str]]:
-    """Rows other inputs already wrote to a partition, and this input's own earlier files."""
+def existing_rows(directory: str, is_own: Callable[[str], bool]) -> tuple[pa.Table, list[str]]:
+    """Rows other writers already committed to a partition (the columns de-duplication and
+    aggregates need), and the paths of the files `is_own` (given a file name) claims."""
     others: list[str] = []
     own: list[str] = []
     for path in list_files(directory):
-        (own if layout.input_key_of(posixpath.basename(path)) == input_key else others).append(path)
+        (own if is_own(posixpath.basename(path)) else others).append(path)
     schema = payment_schema()
     empty = pa.schema([schema.field(c) for c in _EXISTING_COLUMNS]).empty_table()
     tables = [read_parquet(p, _EXISTING_COLUMNS) for p in others]
@@ -75,7 +77,9 @@ def write_partition(
 ) -> PartitionWrite:
     """Stage a partition's new rows and its recomputed aggregates; count what was accepted."""
     directory = layout.payments_dir(settings.root, channel, event_date)
-    existing, own = _existing(directory, settings.input_key)
+    existing, own = existing_rows(
+        directory, lambda name: layout.input_key_of(name) == settings.input_key
+    )
     result = against_existing(rows, existing)
     out = PartitionWrite(result)
     new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
@@ -94,10 +98,16 @@ def write_partition(
     for kind, aggregate in KINDS.items():
         out.aggregates[kind] = keyed(aggregate(everything), kind, channel, event_date)
 
-    out.stats[st.accepted_key(channel)] += new.num_rows
-    amounts = pa.table({"status": new["status"], "fils": fils_from_decimal(new["amount"])})
+    out.stats.update(accepted_stats(channel, new))
+    return out
+
+
+def accepted_stats(channel: str, rows: pa.Table) -> st.Stats:
+    """The accepted count and amounts per status of rows written for a channel."""
+    stats: st.Stats = Counter({st.accepted_key(channel): rows.num_rows})
+    amounts = pa.table({"status": rows["status"], "fils": fils_from_decimal(rows["amount"])})
     for row in (
         amounts.group_by("status", use_threads=False).aggregate([("fils", "sum")]).to_pylist()
     ):
-        out.stats[st.accepted_fils_key(channel, row["status"])] += row["fils_sum"]
-    return out
+        stats[st.accepted_fils_key(channel, row["status"])] += row["fils_sum"]
+    return stats

@@ -10,17 +10,25 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timezone
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam import pvalue
 from apache_beam.transforms import trigger, window
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
+from schemas.enums import RejectCode
+from schemas.timekeeping import to_utc_micros
 from transforms import stats as st
+from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks, decimal_from_fils
+from transforms.dedup import against_existing, conflict_rejections, split_by_partition
+from transforms.partitions import accepted_stats, existing_rows
 from transforms.storage import replace, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -42,43 +50,66 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str:
     return final
 
 
-def _unique_part(run_id: str) -> str:
-    return f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
-
-
 class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
-    """((channel, day), rows) of one pane -> one new Parquet file in that Hive partition."""
+    """((channel, day), ArrowBlocks of one pane) -> one new Parquet file in that partition.
+
+    Rows another run already committed to the partition (a restarted pipeline, a resent event,
+    the nightly batch) are left out here, counted as duplicates in output or rejected as
+    conflicts, so a restart never writes a second row for an event: de-duplication state does
+    not survive a restart, but the files do. Emits the path (main), rejected conflicts
+    (`rejected`) and what it accepted (`stats`).
+    """
 
     def __init__(self, root: str, run_id: str) -> None:
         self._root = root
         self._run_id = run_id
 
-    def process(self, element: tuple[tuple[str, str], Iterable[dict[str, Any]]]) -> Iterator[str]:
-        (channel, day), rows = element
-        table = pa.Table.from_pylist(list(rows), schema=payment_schema())
-        table = table.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
-        directory = layout.join(self._root, layout.PAYMENTS, f"channel={channel}/event_date={day}")
-        final = layout.join(directory, _unique_part(self._run_id))
-        yield _publish(table.select(payment_file_schema().names), self._root, self._run_id, final)
-        log.info("wrote %d payments to %s", table.num_rows, final)
+    def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
+        (channel, day), blocks = element
+        table = concat_blocks(blocks, payment_schema())
+        directory = layout.payments_dir(self._root, channel, date.fromisoformat(day))
+        existing, _ = existing_rows(
+            directory, lambda name: layout.run_of_pane_part(name) == self._run_id
+        )
+        result = against_existing(table, existing)
+        new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
+        stats: Counter[str] = Counter(result.stats)
+        if new.num_rows:
+            final = layout.join(directory, layout.pane_part_name(self._run_id))
+            rows = new.select(payment_file_schema().names)
+            yield _publish(rows, self._root, self._run_id, final)
+            log.info("wrote %d payments to %s", new.num_rows, final)
+            stats.update(accepted_stats(channel, new))
+        if result.conflicts.num_rows:
+            now = to_utc_micros(datetime.now(timezone.utc))
+            rejected = rejected_table(conflict_rejections(result), self._run_id, now)
+            yield pvalue.TaggedOutput("rejected", ArrowBlock.of(rejected))
+            conflict = st.rejected_key(channel, RejectCode.DUPLICATE_CONFLICT.value)
+            stats[conflict] += result.conflicts.num_rows
+        if stats:
+            yield pvalue.TaggedOutput("stats", dict(stats))
 
 
 class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
-    """First deliveries (row dicts) -> Parquet files in their own day's partition."""
+    """Blocks of first deliveries -> Parquet files in their own day's partition, every
+    `every_seconds`; outputs the paths (`written`), rejected conflicts and stats."""
 
     def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
         super().__init__()
         self._fn = WritePartitionPaneFn(root, run_id)
         self._every = every_seconds
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return (
-            rows
-            | "KeyByPartition"
-            >> beam.Map(lambda r: ((r["channel"], r["event_date"].isoformat()), r))
+            blocks
+            | "SplitByPartition"
+            >> beam.FlatMap(
+                lambda b: ((k, ArrowBlock.of(t)) for k, t in split_by_partition(b.table()))
+            )
             | "EveryPaymentsPane" >> every(self._every)
             | "GroupPaneByPartition" >> beam.GroupByKey()
-            | "WritePartitionFile" >> beam.ParDo(self._fn)
+            | "WritePartitionFile"
+            >> beam.ParDo(self._fn).with_outputs("rejected", "stats", main="written")
         )
 
 
@@ -97,7 +128,7 @@ class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
         def write(element: tuple[None, Iterable[ArrowBlock]]) -> Iterator[str]:
             table = concat_blocks(element[1], rejected_schema())
             if table.num_rows:
-                final = layout.join(root, layout.REJECTED, _unique_part(run_id))
+                final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
                 yield _publish(table, root, run_id, final)
 
         return (
@@ -194,7 +225,7 @@ class WriteLiveAggregates(beam.PTransform):  # type: ignore[misc]
         def write(element: tuple[None, Iterable[Any]]) -> Iterator[str]:
             table = live_table(element[1])
             if table.num_rows:
-                final = layout.join(root, layout.AGGREGATES, "live", _unique_part(run_id))
+                final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
                 yield _publish(table, root, run_id, final)
 
         return (

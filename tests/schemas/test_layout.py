@@ -109,3 +109,18 @@ def test_staged_path_of_a_rejected_file_is_under_staging() -> None:
 
 def test_join_keeps_the_gs_scheme_and_single_slashes() -> None:
     assert layout.join("gs://bucket/prefix/", "/payments/", "x") == "gs://bucket/prefix/payments/x"
+
+
+def test_a_pane_file_names_the_streaming_run_that_wrote_it() -> None:
+    name = layout.pane_part_name("20261123T120000Z-a1b2c3")
+    assert layout.run_of_pane_part(name) == "20261123T120000Z-a1b2c3"
+
+
+def test_pane_file_names_are_unique() -> None:
+    assert layout.pane_part_name("20261123T120000Z-a1b2c3") != layout.pane_part_name(
+        "20261123T120000Z-a1b2c3"
+    )
+
+
+def test_a_batch_file_names_no_streaming_run() -> None:
+    assert layout.run_of_pane_part(layout.part_name("0123abcd", 0)) is None

@@ -20,10 +20,13 @@ from transforms.blocks import RunContext, process_block, rejected_table
 from transforms.dedup import (
     INDEX_COLUMNS,
     against_existing,
+    against_recent,
     conflict_rejections,
+    content_digests,
     cross_partition_losers,
     deduplicate,
     drop_losers,
+    recent_schema,
     split_by_partition,
 )
 from transforms.normalise import Normaliser
@@ -41,6 +44,7 @@ PORTAL_NEXT_DAY = PORTAL.replace(b"000123456", b"000123457").replace(
     b"2017-06-30T21:15:03", b"2017-07-01T02:00:00"
 )
 PORTAL_ID = "portal:PTL-2017-000123456"
+MOBILE_ID = "mobile_app:3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11"
 
 
 def _kiosk(seq: int, local_time: str = "2017-06-30 21:15:03") -> bytes:
@@ -342,3 +346,59 @@ def test_moved_event_ids_ignores_redeliveries_on_the_same_day() -> None:
 
     table = _table((KIOSK, "a", 1), (KIOSK, "b", 1))
     assert moved_event_ids(event_days(table)).to_pylist() == []
+
+
+def _pulled(*payloads: bytes, first_message: int = 1) -> pa.Table:
+    """Accepted rows of raw events pulled from Pub/Sub, one message each."""
+    ids = [str(n) for n in range(first_message, first_message + len(payloads))]
+    result = process_block(RawBlock("sub", list(payloads), message_ids=ids), CTX)
+    assert result.accepted.num_rows == len(payloads), result.rejected.to_pylist()
+    return result.accepted
+
+
+NOTHING_RECENT = recent_schema().empty_table()
+
+
+def test_streaming_remembers_each_new_event_with_the_time_it_was_accepted() -> None:
+    _, recent = against_recent(_pulled(PORTAL, MOBILE_APP), NOTHING_RECENT, 1000, 60)
+    assert recent["event_id"].to_pylist() == [PORTAL_ID, MOBILE_ID]
+    assert recent["seen_at"].to_pylist() == [1000, 1000]
+    assert recent["first_message_id"].to_pylist() == ["1", "2"]
+
+
+def test_streaming_redelivery_of_a_recent_event_is_a_duplicate_in_input() -> None:
+    _, recent = against_recent(_pulled(PORTAL), NOTHING_RECENT, 1000, 60)
+    result, _ = against_recent(_pulled(PORTAL, first_message=7), recent, 1010, 60)
+    assert result.winners.num_rows == 0
+    assert result.stats == {st.duplicate_key("portal", "in_input"): 1}
+
+
+def test_streaming_recent_event_with_other_content_is_a_conflict_naming_the_first_message() -> None:
+    _, recent = against_recent(_pulled(PORTAL), NOTHING_RECENT, 1000, 60)
+    result, _ = against_recent(_pulled(PORTAL_OTHER_AMOUNT, first_message=7), recent, 1010, 60)
+    assert result.winners.num_rows == 0
+    assert result.conflicts["source_message_id"].to_pylist() == ["7"]
+    assert result.conflict_detail == ["differs from the first delivery (message 1)"]
+
+
+def test_streaming_forgets_events_accepted_before_the_horizon() -> None:
+    _, recent = against_recent(_pulled(PORTAL), NOTHING_RECENT, 1000, 60)
+    result, remembered = against_recent(_pulled(PORTAL, first_message=7), recent, 1061, 60)
+    assert result.winners["source_message_id"].to_pylist() == ["7"]
+    assert remembered["seen_at"].to_pylist() == [1061]
+
+
+def test_streaming_duplicates_within_one_block_keep_the_first_message() -> None:
+    result, recent = against_recent(
+        _pulled(MOBILE_APP, MOBILE_APP, first_message=3), NOTHING_RECENT, 1000, 60
+    )
+    assert result.winners["source_message_id"].to_pylist() == ["3"]
+    assert result.stats == {st.duplicate_key("mobile_app", "in_input"): 1}
+    assert recent.num_rows == 1
+
+
+def test_content_digests_are_equal_only_for_equal_content() -> None:
+    table = _pulled(PORTAL, PORTAL, PORTAL_OTHER_AMOUNT, PORTAL_REFUNDED)
+    digests = content_digests(table).to_pylist()
+    assert digests[0] == digests[1]
+    assert len({digests[0], digests[2], digests[3]}) == 3

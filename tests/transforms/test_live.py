@@ -12,8 +12,20 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.live import DeduplicateById, LiveAggregates, LivePayment
+from schemas.catalogue import load_catalogue
+from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
+from transforms import stats as st
+from transforms.blocks import RunContext, process_block
+from transforms.columnar import ArrowBlock
+from transforms.live import DeduplicateBlocks, LiveAggregates, LivePayment, live_partials
+from transforms.normalise import Normaliser
+from transforms.privacy import Pseudonymiser
+from transforms.rawblock import RawBlock
 
+CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
+PORTAL_ID = "portal:PTL-2017-000123456"
+MOBILE_ID = "mobile_app:3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11"
+KIOSK_ID = "kiosk:KSK-017:40213"
 # 30 June 2017, 20:00 UTC (23:00 in Bahrain): minutes from here in the tests.
 BASE = int(datetime(2017, 6, 30, 20, 0, tzinfo=timezone.utc).timestamp())
 
@@ -113,47 +125,95 @@ def test_windows_either_side_of_bahrain_midnight_carry_their_bahrain_day() -> No
         assert_that(days, equal_to([(date(2017, 6, 30), 1), (date(2017, 7, 1), 1)]))
 
 
-def _keyed(event_id: str, content: str, minute: float) -> TimestampedValue:
-    return TimestampedValue((event_id, (content, f"{event_id}@{minute}")), BASE + minute * 60)
+def _rows(*payloads: bytes, first_message: int = 1) -> ArrowBlock:
+    """Accepted rows of the given raw events, as if pulled from Pub/Sub in one message each."""
+    ids = [str(n) for n in range(first_message, first_message + len(payloads))]
+    result = process_block(RawBlock("sub", list(payloads), message_ids=ids), CTX)
+    assert result.accepted.num_rows == len(payloads), result.rejected.to_pylist()
+    return ArrowBlock.of(result.accepted)
 
 
-def test_a_redelivery_in_a_later_window_is_a_duplicate_not_a_second_payment() -> None:
+def _origins(blocks: beam.PCollection) -> beam.PCollection:
+    """(event_id, message id) of each row of some blocks."""
+    return blocks | beam.FlatMap(
+        lambda b: zip(
+            b.table()["event_id"].to_pylist(),
+            b.table()["source_message_id"].to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def test_a_redelivery_in_a_later_bundle_is_a_duplicate_not_a_second_payment() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements([_keyed("portal:1", "same", 0.5), _keyed("portal:2", "x", 0.6)])
+        .add_elements([_rows(PORTAL_EVENT, MOBILE_EVENT)])
         .advance_watermark_to(BASE + 300)
-        .add_elements([_keyed("portal:1", "same", 4.5)])
+        .add_elements([_rows(PORTAL_EVENT, first_message=3)])
         .advance_watermark_to_infinity()
     )
     with _streaming() as p:
-        result = p | stream | DeduplicateById()
-        assert_that(result.first, equal_to(["portal:1@0.5", "portal:2@0.6"]), label="first")
-        assert_that(result.duplicates, equal_to(["portal:1@4.5"]), label="duplicates")
+        result = p | stream | DeduplicateBlocks("run")
+        first = [(PORTAL_ID, "1"), (MOBILE_ID, "2")]
+        assert_that(_origins(result.first), equal_to(first), label="first")
+        duplicates = {st.duplicate_key("portal", "in_input"): 1}
+        assert_that(result.stats, equal_to([duplicates]), label="stats")
 
 
-def test_the_same_id_with_other_content_is_a_conflict() -> None:
+def test_the_same_id_with_other_content_is_a_rejected_conflict() -> None:
     stream = (
         TestStream()
-        .add_elements([_keyed("kiosk:K:1", "25.000", 0.5)])
-        .add_elements([_keyed("kiosk:K:1", "26.000", 0.6)])
+        .add_elements([_rows(KIOSK_EVENT)])
+        .add_elements([_rows(KIOSK_EVENT.replace(b"25.000", b"26.000"), first_message=2)])
         .advance_watermark_to_infinity()
     )
     with _streaming() as p:
-        result = p | stream | DeduplicateById()
-        assert_that(result.first, equal_to(["kiosk:K:1@0.5"]), label="first")
-        assert_that(result.conflicts, equal_to([("kiosk:K:1@0.6", "25.000")]), label="conflicts")
+        result = p | stream | DeduplicateBlocks("run")
+        assert_that(_origins(result.first), equal_to([(KIOSK_ID, "1")]), label="first")
+        rejected = result.rejected | beam.FlatMap(
+            lambda b: zip(
+                b.table()["error_code"].to_pylist(), b.table()["reason"].to_pylist(), strict=True
+            )
+        )
+        reason = f"event_id {KIOSK_ID} was already accepted; this one differs from the first "
+        reason += "delivery (message 1)"
+        assert_that(rejected, equal_to([("DUPLICATE_CONFLICT", reason)]), label="rejected")
 
 
-def test_the_memory_of_an_id_expires_after_the_horizon() -> None:
+def test_the_memory_of_an_idle_bucket_expires_after_the_horizon() -> None:
     stream = (
         TestStream()
-        .add_elements([_keyed("app:1", "same", 0.5)])
+        .add_elements([_rows(MOBILE_EVENT)])
         .advance_processing_time(120)
-        .add_elements([_keyed("app:1", "same", 0.6)])
+        .add_elements([_rows(MOBILE_EVENT, first_message=2)])
         .advance_watermark_to_infinity()
     )
     with _streaming() as p:
         # TestStream's processing-time clock starts at the epoch and moves only when told to.
-        result = p | stream | DeduplicateById(horizon_seconds=60, now=lambda: Timestamp(0))
-        assert_that(result.first, equal_to(["app:1@0.5", "app:1@0.6"]), label="first")
+        result = p | stream | DeduplicateBlocks("run", horizon_seconds=60, now=lambda: Timestamp(0))
+        first = [(MOBILE_ID, "1"), (MOBILE_ID, "2")]
+        assert_that(_origins(result.first), equal_to(first), label="first")
+
+
+def test_pre_summed_partials_count_every_payment_in_its_own_window() -> None:
+    block = _rows(PORTAL_EVENT, MOBILE_EVENT, KIOSK_EVENT)
+    partials = sorted(
+        (p.value.channel, p.value.payments, p.value.amount_fils, p.timestamp)
+        for p in live_partials(block.table(), 60)
+    )
+    # The portal and the mobile app payment share 30 June 2017 18:15:03 UTC; the kiosk's
+    # local 21:15:03 is 18:15:03 UTC too. Each is stamped with its window's start.
+    start = Timestamp(int(datetime(2017, 6, 30, 18, 15, tzinfo=timezone.utc).timestamp()))
+    assert partials == [
+        ("kiosk", 1, 25_000, start),
+        ("mobile_app", 1, 12_500, start),
+        ("portal", 1, 12_500, start),
+    ]
+
+
+def test_pre_summed_partials_add_up_payments_of_one_window_and_channel() -> None:
+    other = PORTAL_EVENT.replace(b"000123456", b"000123457")
+    block = _rows(PORTAL_EVENT, other)
+    partials = [(p.value.payments, p.value.amount_fils) for p in live_partials(block.table(), 60)]
+    assert partials == [(2, 25_000)]

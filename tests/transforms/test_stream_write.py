@@ -1,0 +1,87 @@
+"""Streaming payment files: one file per pane and partition, never a second row for an event
+that another run (a restarted pipeline, the nightly batch) already committed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines.batch import new_run_id
+from schemas.catalogue import load_catalogue
+from tests.samples import PORTAL_EVENT, TEST_KEY
+from transforms import stats as st
+from transforms.blocks import RunContext, process_block
+from transforms.columnar import ArrowBlock
+from transforms.normalise import Normaliser
+from transforms.privacy import Pseudonymiser
+from transforms.rawblock import RawBlock
+from transforms.stream_write import WritePartitionPaneFn
+
+CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
+PARTITION = ("portal", "2017-06-30")
+OTHER_PORTAL = PORTAL_EVENT.replace(b"000123456", b"000123457")
+
+
+def _block(*payloads: bytes) -> ArrowBlock:
+    ids = [str(n) for n in range(1, len(payloads) + 1)]
+    result = process_block(RawBlock("sub", list(payloads), message_ids=ids), CTX)
+    assert result.accepted.num_rows == len(payloads)
+    return ArrowBlock.of(result.accepted)
+
+
+def _write(root: Path, run_id: str, *payloads: bytes) -> dict[str, list[Any]]:
+    """Outputs of one pane, by tag ('written' for the paths)."""
+    outputs: dict[str, list[Any]] = {"written": [], "rejected": [], "stats": []}
+    fn = WritePartitionPaneFn(str(root), run_id)
+    for out in fn.process((PARTITION, [_block(*payloads)])):
+        tag = getattr(out, "tag", "written")
+        outputs[tag].append(getattr(out, "value", out))
+    return outputs
+
+
+def _event_ids(root: Path) -> list[str]:
+    files = sorted((root / "payments/channel=portal/event_date=2017-06-30").glob("*.parquet"))
+    return [i for f in files for i in pq.read_table(f)["event_id"].to_pylist()]
+
+
+def test_a_pane_becomes_one_file_named_for_its_run(tmp_path: Path) -> None:
+    run_id = _run_id()
+    outputs = _write(tmp_path, run_id, PORTAL_EVENT, OTHER_PORTAL)
+    [path] = outputs["written"]
+    assert Path(path).name.startswith(f"part-{run_id}-")
+    assert len(_event_ids(tmp_path)) == 2
+    assert outputs["stats"][0][st.accepted_key("portal")] == 2
+
+
+def test_events_another_run_committed_are_not_written_again(tmp_path: Path) -> None:
+    _write(tmp_path, _run_id(), PORTAL_EVENT)
+    outputs = _write(tmp_path, _run_id(), PORTAL_EVENT, OTHER_PORTAL)
+    assert sorted(_event_ids(tmp_path)) == [
+        "portal:PTL-2017-000123456",
+        "portal:PTL-2017-000123457",
+    ]
+    stats = outputs["stats"][0]
+    assert stats[st.duplicate_key("portal", "in_output")] == 1
+    assert stats[st.accepted_key("portal")] == 1
+
+
+def test_another_runs_event_with_other_content_is_rejected_as_a_conflict(tmp_path: Path) -> None:
+    _write(tmp_path, _run_id(), PORTAL_EVENT)
+    outputs = _write(tmp_path, _run_id(), PORTAL_EVENT.replace(b"12500", b"13500"))
+    assert outputs["written"] == []
+    [block] = outputs["rejected"]
+    assert block.table()["error_code"].to_pylist() == ["DUPLICATE_CONFLICT"]
+    assert _event_ids(tmp_path) == ["portal:PTL-2017-000123456"]
+
+
+def test_a_pane_leaves_no_staged_file_behind(tmp_path: Path) -> None:
+    run_id = _run_id()
+    _write(tmp_path, run_id, PORTAL_EVENT)
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+
+
+def _run_id() -> str:
+    return new_run_id(datetime.now(timezone.utc))
