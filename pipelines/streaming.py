@@ -40,6 +40,7 @@ from transforms.stream_write import (
     WriteStreamingPayments,
     WriteStreamingRejected,
     WriteStreamingStats,
+    live_json,
 )
 
 log = logging.getLogger("pipelines.streaming")
@@ -93,6 +94,18 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             help="keys the de-duplication state is spread over (default %(default)s)",
         )
         parser.add_argument(
+            "--aggregates_topic",
+            help="also publish every live aggregate pane as JSON to this Pub/Sub topic "
+            "(projects/P/topics/T), for dashboards",
+        )
+        parser.add_argument(
+            "--id_attribute",
+            help="Dataflow only: a message attribute carrying a publisher-set unique id, which "
+            "Dataflow uses to drop redelivered messages before they reach the pipeline (it "
+            "already drops Pub/Sub redeliveries of one message id). Event ids are "
+            "de-duplicated in the pipeline either way",
+        )
+        parser.add_argument(
             "--local_pull_size",
             type=int,
             default=DEFAULT_PULL_SIZE,
@@ -114,7 +127,7 @@ def build(
     subscription = options.input_subscription
     cadence = options.write_every_seconds
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
-        subscription=subscription, with_attributes=True
+        subscription=subscription, with_attributes=True, id_label=options.id_attribute
     )
     blocks = (
         messages
@@ -150,15 +163,21 @@ def build(
         | "WriteStats" >> WriteStreamingStats(root, run_id, cadence)
     )
     window_seconds = options.window_seconds
-    (
+    live = (
         first
         | "PerWindowSums" >> beam.FlatMap(lambda b: live_partials(b.table(), window_seconds))
         | "LiveAggregates"
         >> LiveAggregates(
             window_seconds, options.allowed_lateness_seconds, options.early_firing_seconds
         )
-        | "WriteLiveAggregates" >> WriteLiveAggregates(root, run_id, cadence)
     )
+    live | "WriteLiveAggregates" >> WriteLiveAggregates(root, run_id, cadence)
+    if options.aggregates_topic:
+        (
+            live
+            | "LiveAsJson" >> beam.Map(live_json)
+            | "PublishLiveAggregates" >> beam.io.WriteToPubSub(options.aggregates_topic)
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,6 +203,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
     streaming = options.view_as(StreamingOptions)
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
+        if streaming.id_attribute:
+            _parser().error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
         use_pull_size(streaming.local_pull_size)
     common = options.view_as(IngestOptions)
     key = resolve_pseudonym_key(common.pseudonym_key_file)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import apache_beam as beam
+import orjson
 import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.transforms import trigger, window
@@ -193,6 +195,35 @@ LIVE_SCHEMA = pa.schema(
 )
 
 
+def watermark_lag_seconds(panes: Iterable[Any], now_seconds: float) -> float | None:
+    """How far the event-time watermark is behind now, as far as these panes tell: an on-time
+    pane fires when the watermark passes its window's end, so the latest such end is a lower
+    bound of the watermark. None when no on-time pane is among them."""
+    ends = [p.window_end_micros for p in panes if p.pane_timing == "ON_TIME"]
+    return max(0.0, now_seconds - max(ends) / 1_000_000) if ends else None
+
+
+def live_json(pane: Any) -> bytes:
+    """One live aggregate pane as a JSON message for dashboards (amount as exact BHD text)."""
+    return orjson.dumps(
+        {
+            "window_start": _iso(pane.window_start_micros),
+            "window_end": _iso(pane.window_end_micros),
+            "event_date": pane.event_date.isoformat(),
+            "channel": pane.channel,
+            "status": pane.status,
+            "payments": pane.payments,
+            "amount": str(decimal_from_fils([pane.amount_fils])[0].as_py()),
+            "pane_timing": pane.pane_timing,
+            "pane_index": pane.pane_index,
+        }
+    )
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1_000_000, timezone.utc).isoformat()
+
+
 def live_table(panes: Iterable[Any]) -> pa.Table:
     """LiveAggregate panes as rows of aggregates/live/ (window bounds as UTC timestamps)."""
     rows = list(panes)
@@ -223,7 +254,12 @@ class WriteLiveAggregates(beam.PTransform):  # type: ignore[misc]
         root, run_id = self._root, self._run_id
 
         def write(element: tuple[None, Iterable[Any]]) -> Iterator[str]:
-            table = live_table(element[1])
+            panes = list(element[1])
+            lag = watermark_lag_seconds(panes, time.time())
+            if lag is not None:
+                beam.metrics.Metrics.gauge("streaming", "watermark_lag_seconds").set(int(lag))
+                log.info("live aggregates: the event-time watermark is %.0f s behind now", lag)
+            table = live_table(panes)
             if table.num_rows:
                 final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
                 yield _publish(table, root, run_id, final)

@@ -3,10 +3,11 @@ that another run (a restarted pipeline, the nightly batch) already committed."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 
 from pipelines.batch import new_run_id
@@ -15,10 +16,11 @@ from tests.samples import PORTAL_EVENT, TEST_KEY
 from transforms import stats as st
 from transforms.blocks import RunContext, process_block
 from transforms.columnar import ArrowBlock
+from transforms.live import LiveAggregate
 from transforms.normalise import Normaliser
 from transforms.privacy import Pseudonymiser
 from transforms.rawblock import RawBlock
-from transforms.stream_write import WritePartitionPaneFn
+from transforms.stream_write import WritePartitionPaneFn, live_json, watermark_lag_seconds
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
 PARTITION = ("portal", "2017-06-30")
@@ -85,3 +87,31 @@ def test_a_pane_leaves_no_staged_file_behind(tmp_path: Path) -> None:
 
 def _run_id() -> str:
     return new_run_id(datetime.now(timezone.utc))
+
+
+def _pane(end_minute: int, timing: str) -> LiveAggregate:
+    end = (BASE_MINUTE + end_minute) * 60_000_000
+    return LiveAggregate(
+        end - 60_000_000, end, date(2017, 6, 30), "portal", "SUCCESS", 2, 25_000, timing, 0
+    )
+
+
+BASE_MINUTE = 24_999_000  # minutes since the epoch, about 2017-07-12
+
+
+def test_the_watermark_lag_is_measured_from_the_latest_on_time_window() -> None:
+    panes = [_pane(1, "ON_TIME"), _pane(3, "ON_TIME"), _pane(9, "EARLY")]
+    now = (BASE_MINUTE + 3) * 60 + 12
+    assert watermark_lag_seconds(panes, now) == 12
+
+
+def test_without_an_on_time_pane_the_watermark_lag_is_unknown() -> None:
+    assert watermark_lag_seconds([_pane(9, "EARLY"), _pane(1, "LATE")], 0) is None
+
+
+def test_a_live_aggregate_message_carries_window_bounds_and_an_exact_amount() -> None:
+    message = orjson.loads(live_json(_pane(1, "ON_TIME")))
+    assert message["amount"] == "25.000"
+    assert message["payments"] == 2
+    assert message["window_end"].endswith("+00:00")
+    assert message["pane_timing"] == "ON_TIME"
