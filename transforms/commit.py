@@ -1,4 +1,11 @@
-"""The last step of a batch run: publish staged files, then the manifest, then `_SUCCESS`."""
+"""The last step of a batch run: publish staged files, then the manifest, then `_SUCCESS`.
+
+Nothing reaches a dataset folder before this step, so a run killed earlier leaves the
+published output as it was. The step itself is a sequence of moves, not one atomic switch
+(on GCS each move is a copy then a delete): a run killed inside it may have published some of
+its files, whole, and has no `_SUCCESS`. Its files are named from its input, so re-running the
+same input overwrites them and removes the ones it no longer writes: no row twice.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from schemas import layout
 from transforms.manifest import RunInfo, build_manifest
 from transforms.partitions import StagedFile
-from transforms.storage import delete, exists, replace, write_text
+from transforms.storage import delete, delete_tree, exists, replace, write_text
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +38,7 @@ def commit_run(
     run_dir = layout.run_dir(info.output_root, info.run_id)
     write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
     write_text(layout.join(run_dir, layout.SUCCESS_MARKER), "")
-    staging = layout.staging_dir(info.output_root, info.run_id)
-    if FileSystems.exists(staging):
-        FileSystems.delete([staging])
+    delete_tree(layout.staging_dir(info.output_root, info.run_id))
     log.info(
         "committed run %s: %d files published, %d superseded files removed",
         info.run_id,

@@ -1,7 +1,10 @@
-"""File operations on local paths and gs:// URIs alike, through Beam's FileSystems.
+"""File operations on local paths and gs:// URIs alike: the product's only I/O module.
 
-Kept in one module so the commit protocol (stage, then rename into place) has one
-implementation, whatever the store.
+Data files (Parquet, Arrow fragments) go through Beam's FileSystems, which streams them
+whatever the store. On gs:// the small objects of the commit protocol (manifests, stats,
+`_SUCCESS`), folder listings and deletes go through google-cloud-storage (`transforms.gcs`);
+locally everything stays on FileSystems. Kept in one module so the commit protocol (stage,
+then move into place) has one implementation, whatever the store.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.layout import join
+from transforms import gcs
 
 # Readers like few, large files with statistics; zstd is compact and fast to decode.
 COMPRESSION = "zstd"
@@ -44,15 +48,24 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
 
 def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
     """Paths of files directly in a directory matching a glob (empty if it does not exist)."""
+    if gcs.is_gcs(directory):
+        return gcs.list_files(directory, pattern)
     result = FileSystems.match([join(directory, pattern)])[0]
     return sorted(m.path for m in result.metadata_list)
 
 
 def write_text(path: str, text: str) -> None:
+    """Write a small text file whole: a manifest, a stats file, a marker."""
+    if gcs.is_gcs(path):
+        content_type = "application/json" if path.endswith(".json") else "text/plain"
+        gcs.write_bytes(path, text.encode(), content_type)
+        return
     write_bytes(path, text.encode())
 
 
 def read_text(path: str) -> str:
+    if gcs.is_gcs(path):
+        return gcs.read_bytes(path).decode()
     return read_bytes(path).decode()
 
 
@@ -68,12 +81,17 @@ def read_bytes(path: str) -> bytes:
 
 
 def exists(path: str) -> bool:
+    """Whether a file exists (on GCS an object: a folder is never found)."""
+    if gcs.is_gcs(path):
+        return gcs.exists(path)
     return bool(FileSystems.exists(path))
 
 
 def replace(staged: list[str], final: list[str]) -> None:
-    """Move staged files over their final names. Locally each move is an atomic rename; on GCS
-    each object appears whole (a copy), so a reader never sees a partial file either way."""
+    """Move staged files over their final names. Locally each move is an atomic rename. GCS
+    has no rename: each object is copied (the copy appears whole) and then the staged one
+    deleted, so a reader never sees a partial file either way; a move interrupted between the
+    two leaves only a staged leftover."""
     if not staged:
         return
     for path in final:
@@ -83,6 +101,16 @@ def replace(staged: list[str], final: list[str]) -> None:
 
 
 def delete(paths: list[str]) -> None:
-    existing = [p for p in paths if FileSystems.exists(p)]
+    """Delete files; one that is already gone is skipped."""
+    gcs.delete(p for p in paths if gcs.is_gcs(p))
+    existing = [p for p in paths if not gcs.is_gcs(p) and FileSystems.exists(p)]
     if existing:
         FileSystems.delete(existing)
+
+
+def delete_tree(directory: str) -> None:
+    """Delete a folder and everything under it; nothing if it does not exist."""
+    if gcs.is_gcs(directory):
+        gcs.delete_prefix(directory)
+    elif FileSystems.exists(directory):
+        FileSystems.delete([directory])
