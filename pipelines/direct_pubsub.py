@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
-DEFAULT_PULL_SIZE = 1000
+DEFAULT_PULL_SIZE = 4000
 _MARK = "_payments_pull_size"
 _FOLLOW_UP_SECONDS = 1.0
 _IDLE_WAIT_SECONDS = 2.0

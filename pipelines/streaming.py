@@ -131,7 +131,8 @@ def build(
     )
     blocks = (
         messages
-        | "BatchMessages" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
+        | "BatchMessages"
+        >> beam.BatchElements(min_batch_size=1, max_batch_size=options.local_pull_size)
         | "AsRawBlocks"
         >> beam.Map(
             lambda batch: RawBlock(

@@ -284,6 +284,7 @@ SEEN_AT = "seen_at"
 _RECENT_SCHEMA = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),
+        pa.field("id_hash", pa.int64(), nullable=False),
         pa.field("content", pa.int64(), nullable=False),
         pa.field("first_message_id", pa.string()),
         pa.field(SEEN_AT, pa.int64(), nullable=False),
@@ -298,17 +299,21 @@ def recent_schema() -> pa.Schema:
     return _RECENT_SCHEMA
 
 
+def _digest(text: str) -> int:
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def id_hashes(table: pa.Table) -> pa.Array:
+    """A 64-bit hash of each row's event_id: looking up integers is several times cheaper than
+    looking up strings, and matches are confirmed on the id itself."""
+    return pa.array([_digest(i) for i in table["event_id"].to_pylist()], pa.int64())
+
+
 def content_digests(table: pa.Table) -> pa.Array:
     """A 64-bit digest of each row's CONTENT_COLUMNS: equal content, equal digest."""
     texts = [pc.fill_null(pc.cast(table[c], pa.string()), "\x00") for c in CONTENT_COLUMNS]
     joined = pc.binary_join_element_wise(*texts, "\x1f").to_pylist()
-    return pa.array(
-        [
-            int.from_bytes(blake2b(t.encode(), digest_size=8).digest(), "little", signed=True)
-            for t in joined
-        ],
-        pa.int64(),
-    )
+    return pa.array([_digest(t) for t in joined], pa.int64())
 
 
 def against_recent(
@@ -323,15 +328,23 @@ def against_recent(
         recent = recent.filter(pc.greater_equal(recent[SEEN_AT], cutoff))
     within = deduplicate(rows)
     candidates = within.winners
-    digests = content_digests(candidates)
-    position = pc.index_in(candidates["event_id"], value_set=recent["event_id"].combine_chunks())
-    seen = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    digests, hashes = content_digests(candidates), id_hashes(candidates)
+    position = pc.index_in(hashes, value_set=recent["id_hash"].combine_chunks())
+    found = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    seen = np.zeros(candidates.num_rows, dtype=bool)
+    if found.any():  # the same hash; the same id too unless two ids collide
+        rows_found = pa.array(np.flatnonzero(found))
+        same_id = pc.equal(
+            candidates["event_id"].take(rows_found),
+            recent["event_id"].take(position.filter(pa.array(found))),
+        )
+        seen[np.flatnonzero(found)] = same_id.to_numpy(zero_copy_only=False)
     stats: st.Stats = Counter()
     conflict = np.zeros(candidates.num_rows, dtype=bool)
     details: list[str] = []
     if seen.any():
         rows_seen = np.flatnonzero(seen)
-        earlier = recent.take(position.filter(pa.array(seen)))
+        earlier = recent.take(pc.take(position, pa.array(rows_seen)))
         same = pc.equal(digests.take(pa.array(rows_seen)), earlier["content"]).to_pylist()
         channels = candidates["channel"].take(pa.array(rows_seen)).to_pylist()
         firsts = earlier["first_message_id"].to_pylist()
@@ -346,6 +359,7 @@ def against_recent(
     remembered = pa.table(
         [
             winners["event_id"],
+            hashes.filter(new),
             digests.filter(new),
             winners["source_message_id"],
             pa.array([now_seconds] * winners.num_rows, pa.int64()),

@@ -41,7 +41,7 @@ DEFAULT_ALLOWED_LATENESS_SECONDS = 3 * 3600
 DEFAULT_DEDUP_HORIZON_SECONDS = 24 * 3600
 # Enough keys for Dataflow to spread de-duplication over workers; few enough that the local
 # runner's per-key costs stay small.
-DEFAULT_DEDUP_BUCKETS = 16
+DEFAULT_DEDUP_BUCKETS = 4
 
 
 class LivePayment(NamedTuple):

@@ -26,6 +26,7 @@ from transforms.dedup import (
     cross_partition_losers,
     deduplicate,
     drop_losers,
+    id_hashes,
     recent_schema,
     split_by_partition,
 )
@@ -402,3 +403,20 @@ def test_content_digests_are_equal_only_for_equal_content() -> None:
     digests = content_digests(table).to_pylist()
     assert digests[0] == digests[1]
     assert len({digests[0], digests[2], digests[3]}) == 3
+
+
+def test_streaming_an_id_hash_shared_with_another_id_is_not_a_duplicate() -> None:
+    rows = _pulled(PORTAL)
+    colliding = pa.table(
+        {
+            "event_id": ["portal:PTL-2017-999999999"],
+            "id_hash": id_hashes(rows),
+            "content": content_digests(rows),
+            "first_message_id": ["1"],
+            "seen_at": [1000],
+        },
+        schema=recent_schema(),
+    )
+    result, recent = against_recent(_pulled(PORTAL, first_message=2), colliding, 1010, 60)
+    assert result.winners["event_id"].to_pylist() == [PORTAL_ID]
+    assert recent.num_rows == 2
