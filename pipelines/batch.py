@@ -28,12 +28,13 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines.options import BatchOptions, IngestOptions, resolve_pseudonym_key
+from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
 from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.commit import CommitRun
 from transforms.ingest import IngestEvents, Outcome
+from transforms.keys import PseudonymKey
 from transforms.manifest import RunInfo, summary_table
 from transforms.partitions import WriteSettings
 from transforms.read import ReadRawBlocks
@@ -75,7 +76,7 @@ def build(
     info: RunInfo,
     options: BatchOptions,
     max_event_bytes: int,
-    pseudonym_key: bytes,
+    pseudonym_key: PseudonymKey | bytes,
     ingested_micros: int,
 ) -> beam.PCollection:
     """Wire the batch graph; returns the PCollection holding the run manifest."""
@@ -135,7 +136,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             direct.direct_running_mode = "multi_processing"
     batch = options.view_as(BatchOptions)
     common = options.view_as(IngestOptions)
-    key = resolve_pseudonym_key(common.pseudonym_key_file)
+    key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
+    log.info("pseudonymisation key: %s", key.describe())
 
     files = match_inputs(batch.input)
     if not files:

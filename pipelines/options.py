@@ -9,6 +9,8 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.keys import PseudonymKey
+from transforms.privacy import Pseudonymiser
 from transforms.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
 from transforms.validate import DEFAULT_MAX_EVENT_BYTES
 
@@ -32,6 +34,12 @@ class IngestOptions(PipelineOptions):  # type: ignore[misc]
             help=f"file holding the secret HMAC key that pseudonymises CPR numbers; default: "
             f"the {KEY_ENV} environment variable. Keep it stable: a new key gives every payer "
             "a new pseudonym",
+        )
+        parser.add_argument(
+            "--pseudonym_key_secret",
+            help="Secret Manager secret version holding the key "
+            "(projects/P/secrets/S/versions/V): each worker reads it when it starts, so the "
+            "key never travels with the job. Required on Dataflow",
         )
         parser.add_argument(
             "--max_event_bytes",
@@ -66,18 +74,38 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
         )
 
 
-def resolve_pseudonym_key(key_file: str | None, environ: Any = os.environ) -> bytes:
-    """The HMAC key from a file or the environment; a clear error when there is none."""
-    if key_file:
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(key_file) as handle:
-            key: bytes = handle.read().strip()
-        return key
+def pseudonym_key_source(
+    options: IngestOptions, runner: str | None, environ: Any = os.environ
+) -> PseudonymKey:
+    """Where workers get the key: a secret, a key file (checked here, read by the workers), or
+    for local runs the environment. A clear error when there is none, and on Dataflow when
+    the key itself would travel inside the job graph."""
+    secret, key_file = options.pseudonym_key_secret, options.pseudonym_key_file
+    if secret and key_file:
+        raise SystemExit("error: give --pseudonym_key_secret or --pseudonym_key_file, not both")
+    try:
+        if secret:
+            return PseudonymKey(secret=secret)
+        if key_file:
+            source = PseudonymKey(file=key_file)
+            Pseudonymiser(source.resolve())  # fail here, not on every worker
+            return source
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: pseudonymisation key: {error}") from error
+    if runner == "DataflowRunner":
+        raise SystemExit(
+            "error: on Dataflow the key must come from --pseudonym_key_secret (or "
+            "--pseudonym_key_file): a key from the environment would be stored in the job graph"
+        )
     value = environ.get(KEY_ENV)
-    if value:
-        return str(value).encode()
-    raise SystemExit(
-        f"error: no pseudonymisation key. Set {KEY_ENV} or pass --pseudonym_key_file. For a "
-        f"local try: export {KEY_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')"
-    )
+    if not value:
+        raise SystemExit(
+            f"error: no pseudonymisation key. Set {KEY_ENV}, or pass --pseudonym_key_file or "
+            f"--pseudonym_key_secret. For a local try: "
+            f"export {KEY_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    try:
+        Pseudonymiser(str(value).encode())
+    except ValueError as error:
+        raise SystemExit(f"error: {KEY_ENV}: {error}") from error
+    return PseudonymKey(value=str(value).encode())

@@ -21,9 +21,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.batch import new_run_id
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
-from pipelines.options import IngestOptions, resolve_pseudonym_key
+from pipelines.options import IngestOptions, pseudonym_key_source
 from schemas.timekeeping import to_utc_micros
 from transforms.ingest import IngestEvents
+from transforms.keys import PseudonymKey
 from transforms.live import (
     DEFAULT_ALLOWED_LATENESS_SECONDS,
     DEFAULT_DEDUP_BUCKETS,
@@ -118,7 +119,7 @@ def build(
     pipeline: beam.Pipeline,
     options: StreamingOptions,
     common: IngestOptions,
-    key: bytes,
+    key: PseudonymKey | bytes,
     run_id: str,
 ) -> None:
     """Wire the streaming graph around the shared core transform. Rows travel as Arrow blocks
@@ -208,7 +209,8 @@ def run(argv: Sequence[str] | None = None) -> None:
             _parser().error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
         use_pull_size(streaming.local_pull_size)
     common = options.view_as(IngestOptions)
-    key = resolve_pseudonym_key(common.pseudonym_key_file)
+    key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
+    log.info("pseudonymisation key: %s", key.describe())
     run_id = new_run_id(datetime.now(timezone.utc))
     log.info("streaming run %s: %s -> %s", run_id, streaming.input_subscription, common.output)
     pipeline = beam.Pipeline(options=options)

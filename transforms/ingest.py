@@ -21,6 +21,7 @@ from schemas.catalogue import load_catalogue
 from transforms.blocks import RunContext, process_block
 from transforms.columnar import ArrowBlock
 from transforms.dedup import split_by_partition
+from transforms.keys import PseudonymKey
 from transforms.normalise import Normaliser
 from transforms.privacy import Pseudonymiser
 from transforms.rawblock import RawBlock
@@ -50,9 +51,9 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
     every sink a decode and re-encode: batch and streaming both write per partition."""
 
     def __init__(
-        self, pseudonym_key: bytes, run_id: str, ingested_micros: int, max_event_bytes: int
+        self, pseudonym_key: PseudonymKey, run_id: str, ingested_micros: int, max_event_bytes: int
     ) -> None:
-        self._key = pseudonym_key
+        self._key = pseudonym_key  # a secret's or a file's name on Dataflow, not the key
         self._run_id = run_id
         self._ingested_micros = ingested_micros
         self._max_event_bytes = max_event_bytes
@@ -62,7 +63,7 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
     def setup(self) -> None:
         # What is loaded by now lives for the whole run: keep it out of every collection.
         gc.freeze()
-        normaliser = Normaliser(Pseudonymiser(self._key), load_catalogue())
+        normaliser = Normaliser(Pseudonymiser(self._key.resolve()), load_catalogue())
         self._ctx = RunContext(
             normaliser, self._run_id, self._ingested_micros, self._max_event_bytes
         )
@@ -96,14 +97,20 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
 
     def __init__(
         self,
-        pseudonym_key: bytes,
+        pseudonym_key: PseudonymKey | bytes,
         run_id: str,
         ingested_micros: int,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         super().__init__()
-        Pseudonymiser(pseudonym_key)  # refuse a weak key at construction, not on a worker
-        self._fn = ValidateBlocksFn(pseudonym_key, run_id, ingested_micros, max_event_bytes)
+        key = (
+            pseudonym_key
+            if isinstance(pseudonym_key, PseudonymKey)
+            else PseudonymKey(value=pseudonym_key)
+        )
+        if key.value is not None:
+            Pseudonymiser(key.value)  # refuse a weak key at construction, not on a worker
+        self._fn = ValidateBlocksFn(key, run_id, ingested_micros, max_event_bytes)
 
     def expand(self, blocks: beam.PCollection) -> IngestResult:
         results = blocks | "ValidateAndNormalise" >> beam.ParDo(self._fn).with_outputs(
