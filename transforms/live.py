@@ -9,6 +9,7 @@ with TestStream and no Pub/Sub.
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam import pvalue
-from apache_beam.coders import BytesCoder
+from apache_beam.coders import BytesCoder, StrUtf8Coder
 from apache_beam.transforms import trigger, userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
@@ -30,7 +31,7 @@ from schemas.timekeeping import bahrain_day
 from transforms import stats as st
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, decode_ipc, fils_from_decimal, plain_ipc
-from transforms.dedup import against_recent, conflict_rejections, recent_schema
+from transforms.dedup import RecentIds, against_recent, conflict_rejections
 
 DEFAULT_WINDOW_SECONDS = 60
 DEFAULT_EARLY_FIRING_SECONDS = 10
@@ -153,11 +154,19 @@ class LiveAggregates(beam.PTransform):  # type: ignore[misc]
         )
 
 
-_RECENT = userstate.ReadModifyWriteStateSpec("recent", BytesCoder())
+_RECENT = userstate.BagStateSpec("recent", BytesCoder())
+_VERSION = userstate.ReadModifyWriteStateSpec("version", StrUtf8Coder())
 _IDLE = userstate.TimerSpec("idle", TimeDomain.REAL_TIME)
 # Beam finds state and timers through these parameter defaults.
 _RECENT_PARAM = beam.DoFn.StateParam(_RECENT)
+_VERSION_PARAM = beam.DoFn.StateParam(_VERSION)
 _IDLE_PARAM = beam.DoFn.TimerParam(_IDLE)
+# Compact the stored chunks once this share of what they hold has expired.
+_COMPACT_EXPIRED_SHARE = 0.25
+# What this process knows of each bucket's state, by (step, bucket): valid only while the
+# state's version is the one it was built for. It spares rebuilding the index of every id
+# in the horizon for each block; any other worker's write changes the version.
+_MEMORY: dict[tuple[str, int], tuple[str, RecentIds]] = {}
 
 
 def dedup_bucket(event_id: str, buckets: int) -> int:
@@ -178,10 +187,12 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
     """(bucket, ArrowBlock of accepted rows) -> the rows whose event_id is new (main), rejected
     conflicts (ArrowBlocks, tag `rejected`) and duplicate/conflict counts (tag `stats`).
 
-    State is one Arrow table per bucket of the ids accepted within the horizon, not one key per
-    event id: the local runner scans every key's timers on each step and starts a bundle per
-    key, which held a per-id design to ~40 events/s. Expired ids are dropped as blocks arrive;
-    a bucket idle for a whole horizon is cleared by its timer.
+    State is kept per bucket of ids, not per event id: the local runner scans every key's
+    timers on each step and starts a bundle per key, which held a per-id design to ~40
+    events/s. A bucket's state is append-only chunks of the ids it accepted (a bag: each block
+    writes only its own new ids), indexed in memory between blocks (`RecentIds`). Expired ids
+    are forgotten as blocks arrive and the chunks compacted once a quarter of them expired; a
+    bucket idle for a whole horizon is cleared by its timer.
     """
 
     def __init__(
@@ -190,21 +201,38 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         self._run_id = run_id
         self._horizon = horizon_seconds
         self._now = now  # the runner's processing-time clock; tests give TestStream's
+        self._step = uuid.uuid4().hex  # survives pickling: names this step in _MEMORY
+
+    def _recent(self, bucket: int, stored: Any, version: Any, cutoff: int) -> RecentIds:
+        known = _MEMORY.get((self._step, bucket))
+        current = version.read()
+        if known is not None and current is not None and known[0] == current:
+            return known[1]
+        return RecentIds.of((decode_ipc(chunk) for chunk in stored.read()), cutoff)
 
     def process(
         self,
         element: tuple[int, ArrowBlock],
-        recent: Any = _RECENT_PARAM,
+        stored: Any = _RECENT_PARAM,
+        version: Any = _VERSION_PARAM,
         idle: Any = _IDLE_PARAM,
     ) -> Iterator[Any]:
-        _, block = element
+        bucket, block = element
         now = self._now()
-        stored = recent.read()
-        known = decode_ipc(stored) if stored else recent_schema().empty_table()
-        result, remembered = against_recent(
-            block.table(), known, int(now.micros // 1_000_000), self._horizon
-        )
-        recent.write(plain_ipc(remembered))
+        seconds = int(now.micros // 1_000_000)
+        cutoff = seconds - self._horizon
+        recent = self._recent(bucket, stored, version, cutoff)
+        recent.expire(cutoff)
+        result, chunk = against_recent(block.table(), recent, seconds)
+        if recent.expired_since_compaction > _COMPACT_EXPIRED_SHARE * max(len(recent), 1):
+            stored.clear()  # rewrite what is still remembered as one chunk
+            stored.add(plain_ipc(recent.table()))
+            recent.expired_since_compaction = 0
+        elif chunk.num_rows:
+            stored.add(plain_ipc(chunk))
+        written = uuid.uuid4().hex
+        version.write(written)
+        _MEMORY[(self._step, bucket)] = (written, recent)
         idle.set(now + Duration(seconds=self._horizon))
         if result.winners.num_rows:
             yield ArrowBlock.of(result.winners)
@@ -218,8 +246,9 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
             yield pvalue.TaggedOutput("stats", dict(stats))
 
     @userstate.on_timer(_IDLE)  # type: ignore[untyped-decorator]
-    def expire(self, recent: Any = _RECENT_PARAM) -> None:
-        recent.clear()
+    def expire(self, stored: Any = _RECENT_PARAM, version: Any = _VERSION_PARAM) -> None:
+        stored.clear()
+        version.clear()
 
 
 class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
