@@ -89,6 +89,16 @@ def list_files(directory: str, pattern: str) -> list[str]:
     )
 
 
+def list_tree(directory: str, pattern: str) -> list[str]:
+    """gs:// URIs of the objects anywhere under a folder whose own names match a glob."""
+    bucket, prefix = _folder(directory)
+    return sorted(
+        f"{SCHEME}{bucket}/{blob.name}"
+        for blob in client().list_blobs(bucket, prefix=prefix)
+        if fnmatch.fnmatchcase(blob.name.rsplit("/", 1)[-1], pattern)
+    )
+
+
 def _chunks(names: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(names), BATCH_SIZE):
         yield names[start : start + BATCH_SIZE]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,6 +53,15 @@ def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
         return gcs.list_files(directory, pattern)
     result = FileSystems.match([join(directory, pattern)])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+def list_tree(directory: str, pattern: str = "*.parquet") -> list[str]:
+    """Paths of files anywhere under a directory whose names match a glob, sorted."""
+    if gcs.is_gcs(directory):
+        return gcs.list_tree(directory, pattern)
+    if not _is_local(directory):
+        raise ValueError(f"cannot list {directory!r}: only local folders and gs:// are supported")
+    return sorted(str(p) for p in Path(directory).rglob(pattern) if p.is_file())
 
 
 def write_text(path: str, text: str) -> None:

@@ -17,6 +17,7 @@ from schemas import layout
 from tests.emulators import GcsEmulator, gcs_emulator, object_names, use_gcs_emulator
 from transforms import gcs
 from transforms.commit import commit_run
+from transforms.committed import committed_files
 from transforms.manifest import RunInfo
 from transforms.partitions import StagedFile
 from transforms.storage import (
@@ -24,6 +25,7 @@ from transforms.storage import (
     delete_tree,
     exists,
     list_files,
+    list_tree,
     read_text,
     replace,
     write_parquet,
@@ -223,3 +225,22 @@ def test_committing_on_gcs_removes_the_files_the_input_no_longer_writes(
     assert not exists(superseded)
     assert not exists(old_rejected)
     assert manifest["files_removed"] == sorted([superseded, old_rejected])
+
+
+def test_listing_a_tree_finds_matching_files_at_any_depth(emulator: GcsEmulator, root: str) -> None:
+    for name in ["a/x.parquet", "a/b/y.parquet", "a/b/z.json", "ab/w.parquet"]:
+        _put(emulator, f"{root}/{name}")
+    assert list_tree(f"{root}/a") == [f"{root}/a/b/y.parquet", f"{root}/a/x.parquet"]
+
+
+def test_committed_files_on_gcs_leave_out_what_no_committed_manifest_lists(
+    emulator: GcsEmulator, root: str
+) -> None:
+    kept = f"{root}/payments/channel=portal/event_date=2017-06-30/part-0123abcd-00000.parquet"
+    orphan = f"{root}/payments/channel=portal/event_date=2017-06-30/part-feedface-00000.parquet"
+    for uri in (kept, orphan):
+        _put(emulator, uri)
+    manifest = {"output_root": root, "files_written": [kept]}
+    _put(emulator, f"{root}/runs/r1/manifest.json", json.dumps(manifest).encode())
+    _put(emulator, f"{root}/runs/r1/_SUCCESS", b"")
+    assert committed_files(root) == [kept]
