@@ -24,8 +24,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
 
 from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
@@ -160,13 +162,24 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         info.output_root,
     )
     started = time.monotonic()
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
-    manifest: dict[str, Any] = json.loads(
-        read_text(layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST))
-    )
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
+    pipeline.run().wait_until_finish()
+    if runs_elsewhere_later(options):
+        # A Flex Template launch or a dry run only builds the job: it runs after this
+        # process exits, and writes its manifest then.
+        return {"run_id": info.run_id, "output_root": info.output_root, "submitted": True}
+    manifest_path = layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST)
+    manifest: dict[str, Any] = json.loads(read_text(manifest_path))
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
     return manifest
+
+
+def runs_elsewhere_later(options: PipelineOptions) -> bool:
+    """Whether running the pipeline here only built or submitted the job (a template launch
+    or a dry run), so its results are not there yet."""
+    cloud = options.view_as(GoogleCloudOptions)
+    return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,13 +194,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda record: "semi_persistent_directory" not in record.getMessage()
     )
     manifest = run(argv)
+    manifest_path = layout.join(
+        layout.run_dir(manifest["output_root"], manifest["run_id"]), layout.MANIFEST
+    )
+    if manifest.get("submitted"):
+        print(
+            f"submitted run {manifest['run_id']}; when it finishes its manifest is {manifest_path}"
+        )
+        return 0
     print()
     print(summary_table(manifest))
     root = manifest["output_root"]
     print(f"\npayments:   {layout.join(root, layout.PAYMENTS)}/channel=*/event_date=*/*.parquet")
     print(f"rejected:   {layout.join(root, layout.REJECTED)}/")
     print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/month=*/")
-    print(f"manifest:   {layout.join(layout.run_dir(root, manifest['run_id']), layout.MANIFEST)}")
+    print(f"manifest:   {manifest_path}")
     print(f"elapsed:    {manifest['elapsed_seconds']} s")
     return 0 if manifest["reconciles"] else 3
 

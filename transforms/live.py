@@ -270,7 +270,10 @@ class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
         buckets = self._buckets
         return (
             blocks
-            | "ByIdBucket" >> beam.FlatMap(lambda b: by_dedup_bucket(b.table(), buckets))
+            | "ByIdBucket"
+            >> beam.FlatMap(lambda b: by_dedup_bucket(b.table(), buckets)).with_output_types(
+                tuple[int, ArrowBlock]  # an int key: deterministically encoded for state
+            )
             | "FirstPerEventId"
             >> beam.ParDo(self._fn).with_outputs("rejected", "stats", main="first")
         )

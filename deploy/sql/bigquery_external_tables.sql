@@ -1,0 +1,48 @@
+-- BigQuery external tables over the lake the batch and streaming jobs write (schemas/layout.py).
+-- deploy/create_bigquery_tables.sh fills in ${PROJECT}, ${DATASET} and ${LAKE} (the pipelines'
+-- gs:// output root). Columns come from the Parquet files; partition columns from the Hive paths.
+-- Partitioned tables refuse a query without a filter on a partition column, so a query for one
+-- day or month reads that day's or month's files, not the whole history.
+-- Only committed files are ever under these folders (runs stage under _staging/), but on GCS a
+-- commit copies file by file: trust a run's rows once runs/<run_id>/_SUCCESS exists.
+
+CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.payments`
+WITH PARTITION COLUMNS (
+  channel STRING,
+  event_date DATE
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['${LAKE}/payments/*'],
+  hive_partition_uri_prefix = '${LAKE}/payments',
+  require_hive_partition_filter = true
+);
+
+-- Not partitioned: one file per batch input and per streaming pane.
+CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.rejected`
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['${LAKE}/rejected/*.parquet']
+);
+
+CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.aggregates_by_status`
+WITH PARTITION COLUMNS (
+  month STRING
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['${LAKE}/aggregates/by_status/*'],
+  hive_partition_uri_prefix = '${LAKE}/aggregates/by_status',
+  require_hive_partition_filter = true
+);
+
+CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.aggregates_by_service`
+WITH PARTITION COLUMNS (
+  month STRING
+)
+OPTIONS (
+  format = 'PARQUET',
+  uris = ['${LAKE}/aggregates/by_service/*'],
+  hive_partition_uri_prefix = '${LAKE}/aggregates/by_service',
+  require_hive_partition_filter = true
+);
