@@ -324,82 +324,103 @@ class _First(NamedTuple):
     seen_at: int
 
 
+_ROW_BITS = 32
+
+
 class RecentIds:
     """The ids accepted within the horizon, indexed in memory by id hash.
 
     Streaming state keeps the same rows as append-only chunks (`recent_schema`), so a block
     costs time in its own size, not in everything remembered: looking ids up in a rebuilt
     Arrow hash table per block took half the pipeline's time after a few minutes at 2,000
-    events/s. Chunks are kept in arrival order so expiry drops whole chunks from the front.
+    events/s. The rows stay in their Arrow chunks (about 90 bytes an id, shared with the
+    state's own bytes where the caller decodes them from it); the index maps an id hash to
+    (chunk, row), about 100 bytes more. Chunks are forgotten whole, oldest first, once their
+    newest id is older than the horizon; a chunk holding a long span (a compacted state) is
+    cut into slices of `slice_seconds` first, so it expires a slice at a time.
     """
 
-    def __init__(self) -> None:
-        self._by_hash: dict[int, _First] = {}
-        self._chunks: deque[tuple[int, list[int]]] = deque()  # (seen_at, id hashes)
+    def __init__(self, slice_seconds: int = 3600) -> None:
+        self._slice = max(1, slice_seconds)
+        self._where: dict[int, int] = {}  # id hash -> chunk number << 32 | row
+        self._chunks: dict[int, pa.Table] = {}
+        self._order: deque[tuple[int, int]] = deque()  # (newest seen_at, chunk number)
+        self._next = 0
         self.expired_since_compaction = 0
 
     @classmethod
-    def of(cls, chunks: Iterable[pa.Table], cutoff: int) -> RecentIds:
-        """Rebuilt from stored chunks, leaving out what expired before `cutoff`."""
-        recent = cls()
+    def of(cls, chunks: Iterable[pa.Table], cutoff: int, slice_seconds: int = 3600) -> RecentIds:
+        """Rebuilt from stored chunks (in the order stored), leaving out what expired."""
+        recent = cls(slice_seconds)
         for chunk in chunks:
-            alive = chunk.filter(pc.greater_equal(chunk[SEEN_AT], cutoff))
-            if alive.num_rows:
-                recent.add(alive)
+            recent.add(chunk.filter(pc.greater_equal(chunk[SEEN_AT], cutoff)))
         return recent
 
     def __len__(self) -> int:
-        return len(self._by_hash)
+        return len(self._where)
 
     def add(self, chunk: pa.Table) -> None:
         """Remember a chunk of new events (in arrival order: not older than what is here)."""
-        columns = [chunk[c].to_pylist() for c in _RECENT_SCHEMA.names]
-        by_time: dict[int, list[int]] = {}
-        for event_id, id_hash, content, first, seen_at in zip(*columns, strict=True):
-            self._by_hash[id_hash] = _First(event_id, content, first, seen_at)
-            by_time.setdefault(seen_at, []).append(id_hash)
-        for seen_at in sorted(by_time):
-            self._chunks.append((seen_at, by_time[seen_at]))
+        if chunk.num_rows == 0:
+            return
+        seen = chunk[SEEN_AT].to_numpy()
+        if seen[-1] - seen[0] >= self._slice:
+            slices = (seen - seen[0]) // self._slice
+            for value in np.unique(slices).tolist():
+                self._add_one(chunk.filter(pa.array(slices == value)))
+        else:
+            self._add_one(chunk)
+
+    def _add_one(self, chunk: pa.Table) -> None:
+        number = self._next
+        self._next += 1
+        self._chunks[number] = chunk
+        base = number << _ROW_BITS
+        for row, id_hash in enumerate(chunk["id_hash"].to_pylist()):
+            self._where[id_hash] = base | row
+        self._order.append((int(pc.max(chunk[SEEN_AT]).as_py()), number))
 
     def expire(self, cutoff: int) -> int:
-        """Forget chunks accepted before `cutoff`; how many ids were forgotten."""
+        """Forget chunks whose newest id was accepted before `cutoff`; how many ids."""
         forgotten = 0
-        while self._chunks and self._chunks[0][0] < cutoff:
-            _, hashes = self._chunks.popleft()
-            for id_hash in hashes:
-                first = self._by_hash.get(id_hash)
-                if first is not None and first.seen_at < cutoff:
-                    del self._by_hash[id_hash]
+        while self._order and self._order[0][0] < cutoff:
+            _, number = self._order.popleft()
+            chunk = self._chunks.pop(number)
+            for id_hash in chunk["id_hash"].to_pylist():
+                where = self._where.get(id_hash)
+                if where is not None and where >> _ROW_BITS == number:
+                    del self._where[id_hash]
                     forgotten += 1
         self.expired_since_compaction += forgotten
         return forgotten
 
     def get(self, id_hash: int, event_id: str) -> _First | None:
         """The first delivery of an id, unless another id shares its hash."""
-        first = self._by_hash.get(id_hash)
-        return first if first is not None and first.event_id == event_id else None
+        where = self._where.get(id_hash)
+        if where is None:
+            return None
+        chunk, row = self._chunks[where >> _ROW_BITS], where & ((1 << _ROW_BITS) - 1)
+        if chunk["event_id"][row].as_py() != event_id:
+            return None
+        return _First(
+            event_id,
+            chunk["content"][row].as_py(),
+            chunk["first_message_id"][row].as_py(),
+            chunk[SEEN_AT][row].as_py(),
+        )
 
     def table(self) -> pa.Table:
-        """Everything remembered, as one chunk (to compact the stored state)."""
-        rows = list(self._by_hash.items())
-        return pa.table(
-            [
-                pa.array([f.event_id for _, f in rows], pa.string()),
-                pa.array([h for h, _ in rows], pa.int64()),
-                pa.array([f.content for _, f in rows], pa.int64()),
-                pa.array([f.first_message_id for _, f in rows], pa.string()),
-                pa.array([f.seen_at for _, f in rows], pa.int64()),
-            ],
-            schema=_RECENT_SCHEMA,
-        ).sort_by(SEEN_AT)
+        """Everything remembered, oldest first, as one table (to compact the stored state)."""
+        chunks = [self._chunks[number] for _, number in self._order]
+        return pa.concat_tables([recent_schema().empty_table(), *chunks]).combine_chunks()
 
 
 def against_recent(
     rows: pa.Table, recent: RecentIds, now_seconds: int
 ) -> tuple[Deduplicated, pa.Table]:
     """Streaming de-duplication of one block: its rows against each other and against the
-    events accepted within the horizon. Adds this block's new events to `recent` and returns
-    the result and the chunk to store (`recent_schema`)."""
+    events accepted within the horizon (`recent`). Returns the result and the chunk of new
+    events to remember (`recent_schema`): the caller stores it and adds it to `recent`."""
     within = deduplicate(rows)
     candidates = within.winners
     digests, hashes = content_digests(candidates), id_hashes(candidates)
@@ -419,9 +440,8 @@ def against_recent(
                 stats[st.duplicate_key(channels[row], "in_input")] += 1
             else:
                 conflict[row] = True
-                details.append(
-                    f"differs from the first delivery (message {first.first_message_id})"
-                )
+                message = first.first_message_id
+                details.append(f"differs from the first delivery (message {message})")
     new = pa.array(~seen)
     winners = candidates.filter(new)
     chunk = pa.table(
@@ -434,7 +454,6 @@ def against_recent(
         ],
         schema=_RECENT_SCHEMA,
     )
-    recent.add(chunk)
     earlier = Deduplicated(winners, candidates.filter(pa.array(conflict)), details, stats)
     return merge_results(winners, within, earlier), chunk
 

@@ -202,13 +202,15 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         self._horizon = horizon_seconds
         self._now = now  # the runner's processing-time clock; tests give TestStream's
         self._step = uuid.uuid4().hex  # survives pickling: names this step in _MEMORY
+        self._slice = max(1, horizon_seconds // 16)  # ids expire in sixteenths of the horizon
 
     def _recent(self, bucket: int, stored: Any, version: Any, cutoff: int) -> RecentIds:
         known = _MEMORY.get((self._step, bucket))
         current = version.read()
         if known is not None and current is not None and known[0] == current:
             return known[1]
-        return RecentIds.of((decode_ipc(chunk) for chunk in stored.read()), cutoff)
+        chunks = (decode_ipc(chunk) for chunk in stored.read())
+        return RecentIds.of(chunks, cutoff, self._slice)
 
     def process(
         self,
@@ -224,12 +226,15 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         recent = self._recent(bucket, stored, version, cutoff)
         recent.expire(cutoff)
         result, chunk = against_recent(block.table(), recent, seconds)
+        if chunk.num_rows:
+            ipc = plain_ipc(chunk)
+            stored.add(ipc)
+            recent.add(decode_ipc(ipc))  # shares the stored bytes: no second copy
         if recent.expired_since_compaction > _COMPACT_EXPIRED_SHARE * max(len(recent), 1):
-            stored.clear()  # rewrite what is still remembered as one chunk
-            stored.add(plain_ipc(recent.table()))
-            recent.expired_since_compaction = 0
-        elif chunk.num_rows:
-            stored.add(plain_ipc(chunk))
+            ipc = plain_ipc(recent.table())  # rewrite what is still remembered as one chunk
+            stored.clear()
+            stored.add(ipc)
+            recent = RecentIds.of([decode_ipc(ipc)], cutoff, self._slice)
         written = uuid.uuid4().hex
         version.write(written)
         _MEMORY[(self._step, bucket)] = (written, recent)

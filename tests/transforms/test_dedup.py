@@ -19,6 +19,7 @@ from transforms import stats as st
 from transforms.blocks import RunContext, process_block, rejected_table
 from transforms.dedup import (
     INDEX_COLUMNS,
+    Deduplicated,
     RecentIds,
     against_existing,
     against_recent,
@@ -358,9 +359,16 @@ def _pulled(*payloads: bytes, first_message: int = 1) -> pa.Table:
     return result.accepted
 
 
+def _accept(rows: pa.Table, recent: RecentIds, now: int) -> tuple[Deduplicated, pa.Table]:
+    """One streaming block: de-duplicated against `recent`, which then remembers it."""
+    result, chunk = against_recent(rows, recent, now)
+    recent.add(chunk)
+    return result, chunk
+
+
 def test_streaming_remembers_each_new_event_in_the_chunk_to_store() -> None:
     recent = RecentIds()
-    _, chunk = against_recent(_pulled(PORTAL, MOBILE_APP), recent, 1000)
+    _, chunk = _accept(_pulled(PORTAL, MOBILE_APP), recent, 1000)
     assert chunk["event_id"].to_pylist() == [PORTAL_ID, MOBILE_ID]
     assert chunk["seen_at"].to_pylist() == [1000, 1000]
     assert chunk["first_message_id"].to_pylist() == ["1", "2"]
@@ -369,8 +377,8 @@ def test_streaming_remembers_each_new_event_in_the_chunk_to_store() -> None:
 
 def test_streaming_redelivery_of_a_recent_event_is_a_duplicate_in_input() -> None:
     recent = RecentIds()
-    against_recent(_pulled(PORTAL), recent, 1000)
-    result, chunk = against_recent(_pulled(PORTAL, first_message=7), recent, 1010)
+    _accept(_pulled(PORTAL), recent, 1000)
+    result, chunk = _accept(_pulled(PORTAL, first_message=7), recent, 1010)
     assert result.winners.num_rows == 0
     assert chunk.num_rows == 0
     assert result.stats == {st.duplicate_key("portal", "in_input"): 1}
@@ -378,8 +386,8 @@ def test_streaming_redelivery_of_a_recent_event_is_a_duplicate_in_input() -> Non
 
 def test_streaming_recent_event_with_other_content_is_a_conflict_naming_the_first_message() -> None:
     recent = RecentIds()
-    against_recent(_pulled(PORTAL), recent, 1000)
-    result, _ = against_recent(_pulled(PORTAL_OTHER_AMOUNT, first_message=7), recent, 1010)
+    _accept(_pulled(PORTAL), recent, 1000)
+    result, _ = _accept(_pulled(PORTAL_OTHER_AMOUNT, first_message=7), recent, 1010)
     assert result.winners.num_rows == 0
     assert result.conflicts["source_message_id"].to_pylist() == ["7"]
     assert result.conflict_detail == ["differs from the first delivery (message 1)"]
@@ -387,44 +395,44 @@ def test_streaming_recent_event_with_other_content_is_a_conflict_naming_the_firs
 
 def test_streaming_forgets_events_accepted_before_the_horizon() -> None:
     recent = RecentIds()
-    against_recent(_pulled(PORTAL), recent, 1000)
+    _accept(_pulled(PORTAL), recent, 1000)
     assert recent.expire(cutoff=1001) == 1
-    result, _ = against_recent(_pulled(PORTAL, first_message=7), recent, 1061)
+    result, _ = _accept(_pulled(PORTAL, first_message=7), recent, 1061)
     assert result.winners["source_message_id"].to_pylist() == ["7"]
 
 
 def test_streaming_keeps_events_accepted_within_the_horizon() -> None:
     recent = RecentIds()
-    against_recent(_pulled(PORTAL), recent, 1000)
-    against_recent(_pulled(MOBILE_APP, first_message=2), recent, 1030)
+    _accept(_pulled(PORTAL), recent, 1000)
+    _accept(_pulled(MOBILE_APP, first_message=2), recent, 1030)
     assert recent.expire(cutoff=1001) == 1
     assert len(recent) == 1
 
 
 def test_streaming_duplicates_within_one_block_keep_the_first_message() -> None:
     recent = RecentIds()
-    result, chunk = against_recent(_pulled(MOBILE_APP, MOBILE_APP, first_message=3), recent, 1000)
+    result, chunk = _accept(_pulled(MOBILE_APP, MOBILE_APP, first_message=3), recent, 1000)
     assert result.winners["source_message_id"].to_pylist() == ["3"]
     assert result.stats == {st.duplicate_key("mobile_app", "in_input"): 1}
     assert chunk.num_rows == 1
 
 
 def test_streaming_memory_rebuilt_from_stored_chunks_finds_the_same_events() -> None:
-    stored = [against_recent(_pulled(PORTAL), RecentIds(), 1000)[1]]
+    stored = [_accept(_pulled(PORTAL), RecentIds(), 1000)[1]]
     recent = RecentIds.of(stored, cutoff=990)
-    result, _ = against_recent(_pulled(PORTAL, first_message=7), recent, 1010)
+    result, _ = _accept(_pulled(PORTAL, first_message=7), recent, 1010)
     assert result.stats == {st.duplicate_key("portal", "in_input"): 1}
 
 
 def test_streaming_memory_rebuilt_from_stored_chunks_leaves_out_what_expired() -> None:
-    stored = [against_recent(_pulled(PORTAL), RecentIds(), 1000)[1]]
+    stored = [_accept(_pulled(PORTAL), RecentIds(), 1000)[1]]
     assert len(RecentIds.of(stored, cutoff=1001)) == 0
 
 
 def test_streaming_compacted_memory_keeps_every_event_and_its_time() -> None:
     recent = RecentIds()
-    against_recent(_pulled(PORTAL), recent, 1000)
-    against_recent(_pulled(MOBILE_APP, first_message=2), recent, 1030)
+    _accept(_pulled(PORTAL), recent, 1000)
+    _accept(_pulled(MOBILE_APP, first_message=2), recent, 1030)
     table = recent.table()
     assert table["event_id"].to_pylist() == [PORTAL_ID, MOBILE_ID]
     assert table["seen_at"].to_pylist() == [1000, 1030]
@@ -453,5 +461,22 @@ def test_streaming_an_id_hash_shared_with_another_id_is_not_a_duplicate() -> Non
         schema=recent_schema(),
     )
     recent = RecentIds.of([colliding], cutoff=0)
-    result, _ = against_recent(_pulled(PORTAL, first_message=2), recent, 1010)
+    result, _ = _accept(_pulled(PORTAL, first_message=2), recent, 1010)
     assert result.winners["event_id"].to_pylist() == [PORTAL_ID]
+
+
+def test_streaming_a_block_is_remembered_only_once_its_chunk_is_added() -> None:
+    recent = RecentIds()
+    _, chunk = against_recent(_pulled(PORTAL), recent, 1000)
+    assert len(recent) == 0
+    recent.add(chunk)
+    assert len(recent) == 1
+
+
+def test_streaming_a_compacted_span_expires_a_slice_at_a_time() -> None:
+    recent = RecentIds(slice_seconds=10)
+    _accept(_pulled(PORTAL), recent, 1000)
+    _accept(_pulled(MOBILE_APP, first_message=2), recent, 1030)
+    rebuilt = RecentIds.of([recent.table()], cutoff=0, slice_seconds=10)
+    assert rebuilt.expire(cutoff=1001) == 1
+    assert len(rebuilt) == 1
