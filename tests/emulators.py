@@ -1,5 +1,5 @@
-"""Real emulator servers for tests, started as subprocesses, and the test-only settings that
-point clients at them.
+"""Real emulator servers for tests (Cloud Storage: gcp-storage-emulator; Pub/Sub: gcloud's),
+started as subprocesses, and the test-only settings that point clients at them.
 
 Everything that bends authentication for an emulator lives here and never in the product:
 the product's own Cloud Storage client follows `STORAGE_EMULATOR_HOST` like any Google client,
@@ -34,6 +34,7 @@ from google.cloud import storage
 GCS_EMULATOR = "gcp-storage-emulator"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 30.0
+PUBSUB_STARTUP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,14 @@ def _wait_until_serving(
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the emulator's whole process group (it may start children of its own)."""
+def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> None:
+    """Stop the emulator's whole process group (it may start children of its own): politely,
+    then for good if it is still there after `grace_seconds`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         try:
-            process.wait(5)
+            process.wait(grace_seconds)
             return
         except subprocess.TimeoutExpired:
             continue
@@ -157,6 +159,46 @@ def gcs_emulator(bucket: str) -> Iterator[GcsEmulator]:
             _stop(process)
 
 
+def _port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def pubsub_emulator() -> Iterator[str]:
+    """Start gcloud's Pub/Sub emulator on a free port; yields its "host:port" (the value of
+    PUBSUB_EMULATOR_HOST), stops it at exit. Skips the test, saying why, when gcloud or its
+    emulator component is absent or the emulator does not come up within a minute."""
+    if shutil.which("gcloud") is None:
+        pytest.skip("gcloud (with its Pub/Sub emulator) is not installed on this machine")
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    process = subprocess.Popen(
+        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={host}"],
+        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + PUBSUB_STARTUP_SECONDS
+        while not _port_open("127.0.0.1", port):
+            if process.poll() is not None:
+                pytest.skip("the Pub/Sub emulator did not start (is its gcloud component there?)")
+            if time.monotonic() > deadline:
+                pytest.skip(
+                    f"the Pub/Sub emulator did not come up within {PUBSUB_STARTUP_SECONDS:.0f} s"
+                )
+            time.sleep(0.5)
+        yield host
+    finally:
+        # The JVM under gcloud takes a while to wind down on SIGTERM.
+        _stop(process, grace_seconds=30.0)
+
+
 def _no_credentials(_options: Any) -> None:
     return None
 
@@ -180,21 +222,32 @@ def use_gcs_emulator(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(beam_auth, "get_service_credentials", _no_credentials)
 
 
-def batch_command(*args: str, prelude: str = "") -> list[str]:
-    """`python -m pipelines.batch ARGS` as a subprocess command, with Beam's GCS access made
-    anonymous first, then `prelude` (Python source: e.g. to kill the run at a chosen step).
-    Run it with cwd=PROJECT_ROOT and the emulator's environment."""
+def pipeline_command(module: str, *args: str, prelude: str = "") -> list[str]:
+    """`python -m MODULE ARGS` (a module with a `main()`) as a subprocess command, with Beam's
+    GCS access made anonymous first, then `prelude` (Python source: e.g. to kill the run at a
+    chosen step). Run it with cwd=PROJECT_ROOT and the emulators' environment."""
     code = "\n".join(
         [
             "import sys",
             "from tests.emulators import make_beam_gcs_anonymous",
             "make_beam_gcs_anonymous()",
             prelude,
-            "from pipelines.batch import main",
+            f"from {module} import main",
             "sys.exit(main())",
         ]
     )
     return [sys.executable, "-c", code, *args]
+
+
+def batch_command(*args: str, prelude: str = "") -> list[str]:
+    """`python -m pipelines.batch ARGS` with anonymous Beam GCS access (`pipeline_command`)."""
+    return pipeline_command("pipelines.batch", *args, prelude=prelude)
+
+
+def streaming_command(*args: str) -> list[str]:
+    """`python -m pipelines.streaming ARGS` with anonymous Beam GCS access
+    (`pipeline_command`)."""
+    return pipeline_command("pipelines.streaming", *args)
 
 
 def upload_tree(client: storage.Client, local: Path, uri: str) -> list[str]:

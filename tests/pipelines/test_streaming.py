@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,46 +17,18 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines.replay import publishable_lines, restamp
+from tests.emulators import pubsub_emulator
 from tests.pipelines.helpers import make_landing, payments, rejected
 from tests.samples import PORTAL_EVENT
 
 PROJECT = "demo-project"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
     """host:port of a Pub/Sub emulator started for these tests."""
-    if shutil.which("gcloud") is None:
-        pytest.skip("gcloud (with its Pub/Sub emulator) is not installed on this machine")
-    host = f"127.0.0.1:{_free_port()}"
-    process = subprocess.Popen(
-        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={host}"],
-        env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(tuple(host.split(":")), timeout=1).close()  # type: ignore[arg-type]
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.skip("the Pub/Sub emulator did not start (is its gcloud component there?)")
-            time.sleep(0.5)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.skip("the Pub/Sub emulator did not come up within 60 s")
-    yield host
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    with pubsub_emulator() as host:
+        yield host
 
 
 def _publish(host: str, lines: list[bytes], topic_name: str) -> str:
@@ -189,7 +159,14 @@ def test_every_published_event_is_accounted_for_across_a_restart(
     out = tmp_path / "out"
     dashboard = _subscribed_topic("live-aggregates")
     _run_until_balanced(
-        subscription, out, emulator, len(lines), "--aggregates_topic", dashboard.topic
+        subscription,
+        out,
+        emulator,
+        len(lines),
+        "--aggregates_topic",
+        dashboard.topic,
+        "--early_firing_seconds",
+        "1",  # the run ends within seconds: a pane must fire before that
     )
     first = _processed(out)
     assert first["accepted"] == truth["valid_events"] + len(live)
