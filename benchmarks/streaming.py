@@ -237,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=600, help="publishing time at --rate")
     parser.add_argument("--events", type=int, default=200_000, help="backlog size (--rate 0)")
     parser.add_argument("--every", type=int, default=10, help="pipeline --write_every_seconds")
+    parser.add_argument(
+        "--dedup-horizon",
+        type=int,
+        default=None,
+        help="pipeline --dedup_horizon_seconds (default: the pipeline's, 24 h); shorter than "
+        "the run shows memory level off once ids start to expire",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--note", default="", help="added to the notes column")
     args = parser.parse_args(argv)
@@ -270,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(out),
             "--write_every_seconds",
             str(args.every),
+            *(["--dedup_horizon_seconds", str(args.dedup_horizon)] if args.dedup_horizon else []),
         ],
         cwd=ROOT,
         env=env,
@@ -354,6 +362,7 @@ def summarise(
         "rss_at_1_min_mb": round(statistics.median(minute) * 1024 / 1e6) if minute else None,
         "rss_at_end_mb": round(rss[-1] * 1024 / 1e6) if rss else None,
         "write_every_seconds": args.every,
+        "dedup_horizon_seconds": args.dedup_horizon or 24 * 3600,
         "duration_s": round(progress[-1][0]) if progress else 0,
     }
 
@@ -369,7 +378,8 @@ def record(summary: dict[str, Any], note: str) -> None:
         f"| {summary['latency_median_s']} | {summary['latency_p95_s']} "
         f"| {summary['rss_at_1_min_mb']} / {summary['rss_at_end_mb']} / {summary['rss_peak_mb']} "
         f"| {summary['write_every_seconds']} | {commit} | {verdict} (>= {TARGET_RATE:,.0f}/s); "
-        f"balanced: {summary['balanced']}; {summary['duration_s']} s; {note} |\n"
+        f"balanced: {summary['balanced']}; {summary['duration_s']} s; dedup horizon "
+        f"{summary['dedup_horizon_seconds']:,} s; {note} |\n"
     )
     with RESULTS.open("a") as results:
         results.write(row)

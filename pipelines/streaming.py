@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.batch import new_run_id
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
@@ -42,6 +43,7 @@ from transforms.stream_write import (
     WriteStreamingRejected,
     WriteStreamingStats,
     live_json,
+    without_rejected,
 )
 
 log = logging.getLogger("pipelines.streaming")
@@ -154,13 +156,28 @@ def build(
     )
     first = deduped["first"]
     written = first | "WritePayments" >> WriteStreamingPayments(root, run_id, cadence)
-    (
-        (ingested.rejected, deduped["rejected"], written["rejected"])
+    # What the writers emit after a processing-time pane goes back to the plain global window,
+    # so every input of a Flatten has the same windowing (Dataflow insists on it).
+    plain = beam.WindowInto(GlobalWindows())
+    rejected = (
+        (
+            ingested.rejected,
+            deduped["rejected"],
+            written["rejected"] | "PaymentConflictsUnpaned" >> plain,
+        )
         | "AllRejected" >> beam.Flatten()
         | "WriteRejected" >> WriteStreamingRejected(root, run_id, cadence)
     )
+    # Rejections are counted where they are written (see WriteStreamingRejected).
     (
-        (ingested.stats, deduped["stats"], written["stats"])
+        (
+            ingested.stats | "IngestStatsLessRejected" >> beam.Map(without_rejected),
+            deduped["stats"] | "DedupStatsLessRejected" >> beam.Map(without_rejected),
+            written["stats"]
+            | "WriteStatsLessRejected" >> beam.Map(without_rejected)
+            | "PaymentStatsUnpaned" >> plain,
+            rejected["stats"] | "RejectedStatsUnpaned" >> plain,
+        )
         | "AllStats" >> beam.Flatten()
         | "WriteStats" >> WriteStreamingStats(root, run_id, cadence)
     )

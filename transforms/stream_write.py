@@ -19,6 +19,7 @@ from typing import Any
 import apache_beam as beam
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.transforms import trigger, window
 
@@ -115,8 +116,35 @@ class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
         )
 
 
+def rejected_stats(table: pa.Table) -> dict[str, int]:
+    """`rejected:<channel>:<code>` counts of rejected rows (channel `unknown` when none)."""
+    keyed = pa.table(
+        {
+            "channel": pc.fill_null(table["channel"], st.UNKNOWN_CHANNEL),
+            "code": table["error_code"],
+        }
+    )
+    counts = keyed.group_by(["channel", "code"], use_threads=False).aggregate([("code", "count")])
+    return {
+        st.rejected_key(row["channel"], row["code"]): row["code_count"]
+        for row in counts.to_pylist()
+    }
+
+
+def without_rejected(stats: dict[str, int]) -> dict[str, int]:
+    """Stats less their rejected counts: in streaming those come from the rejected writer."""
+    return {k: v for k, v in stats.items() if not k.startswith("rejected:")}
+
+
 class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
-    """Rejected ArrowBlocks -> one Parquet file under rejected/ per pane."""
+    """Rejected ArrowBlocks -> one Parquet file under rejected/ per pane (`written`), and the
+    counts of what each file holds (`stats`).
+
+    Counting rejections where they are written, as accepted rows are counted where they are
+    written, makes the stats files a ledger of committed output: once they balance, every
+    rejected row counted is in a file (the ingest step's own counts could be committed a pane
+    before the rows, and lost with them if the local runner is killed in between).
+    """
 
     def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
         super().__init__()
@@ -124,21 +152,22 @@ class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
         self._run_id = run_id
         self._every = every_seconds
 
-    def expand(self, rejected: beam.PCollection) -> beam.PCollection:
+    def expand(self, rejected: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         root, run_id = self._root, self._run_id
 
-        def write(element: tuple[None, Iterable[ArrowBlock]]) -> Iterator[str]:
+        def write(element: tuple[None, Iterable[ArrowBlock]]) -> Iterator[Any]:
             table = concat_blocks(element[1], rejected_schema())
             if table.num_rows:
                 final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
                 yield _publish(table, root, run_id, final)
+                yield pvalue.TaggedOutput("stats", rejected_stats(table))
 
         return (
             rejected
             | "EveryRejectedPane" >> every(self._every)
             | "OneKey" >> beam.Map(lambda block: (None, block))
             | "GroupRejectedPane" >> beam.GroupByKey()
-            | "WriteRejectedFile" >> beam.FlatMap(write)
+            | "WriteRejectedFile" >> beam.FlatMap(write).with_outputs("stats", main="written")
         )
 
 

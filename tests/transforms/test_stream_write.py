@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.batch import new_run_id
@@ -20,7 +21,13 @@ from transforms.live import LiveAggregate
 from transforms.normalise import Normaliser
 from transforms.privacy import Pseudonymiser
 from transforms.rawblock import RawBlock
-from transforms.stream_write import WritePartitionPaneFn, live_json, watermark_lag_seconds
+from transforms.stream_write import (
+    WritePartitionPaneFn,
+    live_json,
+    rejected_stats,
+    watermark_lag_seconds,
+    without_rejected,
+)
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
 PARTITION = ("portal", "2017-06-30")
@@ -115,3 +122,21 @@ def test_a_live_aggregate_message_carries_window_bounds_and_an_exact_amount() ->
     assert message["payments"] == 2
     assert message["window_end"].endswith("+00:00")
     assert message["pane_timing"] == "ON_TIME"
+
+
+def test_rejected_rows_are_counted_by_channel_and_code() -> None:
+    table = pa.table(
+        {
+            "channel": ["portal", "portal", None],
+            "error_code": ["INVALID_AMOUNT", "INVALID_AMOUNT", "MALFORMED_JSON"],
+        }
+    )
+    assert rejected_stats(table) == {
+        st.rejected_key("portal", "INVALID_AMOUNT"): 2,
+        st.rejected_key(st.UNKNOWN_CHANNEL, "MALFORMED_JSON"): 1,
+    }
+
+
+def test_stats_less_rejected_keep_every_other_count() -> None:
+    stats = {st.read_key("kiosk"): 3, st.rejected_key("kiosk", "INVALID_AMOUNT"): 1}
+    assert without_rejected(stats) == {st.read_key("kiosk"): 3}
