@@ -4,6 +4,7 @@ with independent readers (pyarrow datasets and DuckDB), never with the pipeline'
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,19 @@ def data_files(output: Path) -> list[str]:
         and not str(p.relative_to(output)).startswith("_staging")
         and "runs" not in p.parts
     )
+
+
+def rows_per_partition(table: pa.Table) -> dict[tuple[str, str], int]:
+    """Rows per (ISO Bahrain day, channel) of payments read with their Hive partition keys."""
+    pairs = zip(table["event_date"].to_pylist(), table["channel"].to_pylist(), strict=True)
+    return dict(Counter((day.isoformat(), channel) for day, channel in pairs))
+
+
+def expected_per_partition(truth: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """The generator's ground truth in the shape of `rows_per_partition`."""
+    return {
+        (day, channel): count
+        for day, channels in truth["by_event_date_channel"].items()
+        for channel, count in channels.items()
+        if count
+    }

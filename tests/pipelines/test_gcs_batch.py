@@ -33,7 +33,12 @@ from tests.emulators import (
     upload_tree,
     use_gcs_emulator,
 )
-from tests.pipelines.helpers import PARTITIONING, make_landing
+from tests.pipelines.helpers import (
+    PARTITIONING,
+    expected_per_partition,
+    make_landing,
+    rows_per_partition,
+)
 from tests.samples import TEST_KEY
 
 BUCKET = "payments-tests"
@@ -178,17 +183,7 @@ def test_rows_on_gcs_land_in_their_channel_and_bahrain_day_partition(
     emulator: GcsEmulator, sample_run: SampleRun
 ) -> None:
     table = payments(emulator, sample_run.out)
-    got = Counter(
-        (d.isoformat(), c)
-        for d, c in zip(table["event_date"].to_pylist(), table["channel"].to_pylist(), strict=True)
-    )
-    expected = {
-        (day, channel): count
-        for day, channels in sample_run.truth["by_event_date_channel"].items()
-        for channel, count in channels.items()
-        if count
-    }
-    assert dict(got) == expected
+    assert rows_per_partition(table) == expected_per_partition(sample_run.truth)
 
 
 def test_rejected_events_are_read_back_from_gcs_one_row_per_rejection(

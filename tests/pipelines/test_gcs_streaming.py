@@ -40,7 +40,12 @@ from tests.emulators import (
     pubsub_emulator,
     streaming_command,
 )
-from tests.pipelines.helpers import PARTITIONING, make_landing
+from tests.pipelines.helpers import (
+    PARTITIONING,
+    expected_per_partition,
+    make_landing,
+    rows_per_partition,
+)
 from tests.samples import TEST_KEY
 
 BUCKET = "payments-streaming-tests"
@@ -278,17 +283,7 @@ def test_streamed_rows_on_gcs_land_in_their_channel_and_bahrain_day_partition(
     gcs: GcsEmulator, streamed: StreamingOnGcs
 ) -> None:
     table = payments(gcs, streamed.out)
-    got = Counter(
-        (d.isoformat(), c)
-        for d, c in zip(table["event_date"].to_pylist(), table["channel"].to_pylist(), strict=True)
-    )
-    expected = {
-        (day, channel): count
-        for day, channels in streamed.truth["by_event_date_channel"].items()
-        for channel, count in channels.items()
-        if count
-    }
-    assert dict(got) == expected
+    assert rows_per_partition(table) == expected_per_partition(streamed.truth)
 
 
 @pytest.mark.slow
