@@ -68,3 +68,20 @@ def expected_per_partition(truth: dict[str, Any]) -> dict[tuple[str, str], int]:
         for channel, count in channels.items()
         if count
     }
+
+
+def balanced(counts: dict[str, int], published: int) -> bool:
+    """Every published event read, and each one accounted for in committed stats."""
+    outcomes = counts.get("accepted", 0) + counts.get("rejected", 0) + counts.get("duplicates", 0)
+    return counts.get("read", 0) == published == outcomes
+
+
+def payments_on_gcs(filesystem: Any, out: str) -> pa.Table:
+    """Every payment a reader of gs://…/payments/**/*.parquet sees, via pyarrow's GCS client
+    (`filesystem`: a pyarrow.fs.GcsFileSystem pointed at the emulator)."""
+    return ds.dataset(
+        f"{out.removeprefix('gs://').rstrip('/')}/payments",
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=PARTITIONING,
+    ).to_table()

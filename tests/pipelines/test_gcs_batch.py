@@ -34,9 +34,9 @@ from tests.emulators import (
     use_gcs_emulator,
 )
 from tests.pipelines.helpers import (
-    PARTITIONING,
     expected_per_partition,
     make_landing,
+    payments_on_gcs,
     rows_per_partition,
 )
 from tests.samples import TEST_KEY
@@ -89,13 +89,7 @@ def killed_batch(inputs: str, output: str, prelude: str) -> subprocess.Completed
 
 
 def payments(emulator: GcsEmulator, out: str) -> pa.Table:
-    """Every payment a reader of gs://…/payments/**/*.parquet sees, via pyarrow's GCS client."""
-    return ds.dataset(
-        layout.join(out, layout.PAYMENTS).removeprefix("gs://"),
-        filesystem=emulator.arrow_filesystem(),
-        format="parquet",
-        partitioning=PARTITIONING,
-    ).to_table()
+    return payments_on_gcs(emulator.arrow_filesystem(), out)
 
 
 def rejected(emulator: GcsEmulator, out: str) -> pa.Table:

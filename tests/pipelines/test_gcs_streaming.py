@@ -41,9 +41,10 @@ from tests.emulators import (
     streaming_command,
 )
 from tests.pipelines.helpers import (
-    PARTITIONING,
+    balanced,
     expected_per_partition,
     make_landing,
+    payments_on_gcs,
     rows_per_partition,
 )
 from tests.samples import TEST_KEY
@@ -142,20 +143,8 @@ def summed(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def balanced(counts: dict[str, int], published: int) -> bool:
-    """Every published message read, and each one accounted for."""
-    outcomes = counts.get("accepted", 0) + counts.get("rejected", 0) + counts.get("duplicates", 0)
-    return counts.get("read", 0) == published == outcomes
-
-
 def payments(emulator: GcsEmulator, out: str) -> pa.Table:
-    """Every payment a reader of gs://…/payments/**/*.parquet sees, via pyarrow's GCS client."""
-    return ds.dataset(
-        layout.join(out, layout.PAYMENTS).removeprefix("gs://"),
-        filesystem=emulator.arrow_filesystem(),
-        format="parquet",
-        partitioning=PARTITIONING,
-    ).to_table()
+    return payments_on_gcs(emulator.arrow_filesystem(), out)
 
 
 def rejected_rows(emulator: GcsEmulator, out: str) -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.replay import publishable_lines, restamp
 from tests.emulators import pubsub_emulator
-from tests.pipelines.helpers import make_landing, payments, rejected
+from tests.pipelines.helpers import balanced, make_landing, payments, rejected
 from tests.samples import PORTAL_EVENT
 
 PROJECT = "demo-project"
@@ -98,12 +98,6 @@ def _processed(out: Path) -> dict[str, int]:
     return totals
 
 
-def _balanced(counts: dict[str, int], published: int) -> bool:
-    """Every published event read, and each one accounted for."""
-    outcomes = counts.get("accepted", 0) + counts.get("rejected", 0) + counts.get("duplicates", 0)
-    return counts.get("read", 0) == published == outcomes
-
-
 def _run_until_balanced(
     subscription: str, out: Path, emulator: str, published: int, *extra: str
 ) -> None:
@@ -128,7 +122,7 @@ def _run_until_balanced(
     )
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not _balanced(_processed(out), published):
+        while time.monotonic() < deadline and not balanced(_processed(out), published):
             assert process.poll() is None, "the streaming pipeline exited on its own"
             time.sleep(1)
     finally:
