@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.layout import join
@@ -101,13 +101,23 @@ def replace(staged: list[str], final: list[str]) -> None:
     """Move staged files over their final names. Locally each move is an atomic rename. GCS
     has no rename: each object is copied (the copy appears whole) and then the staged one
     deleted, so a reader never sees a partial file either way; a move interrupted between the
-    two leaves only a staged leftover."""
+    two leaves only a staged leftover. Moving again after a partial move finishes the job."""
     if not staged:
         return
     for path in final:
         if _is_local(path):
             os.makedirs(posixpath.dirname(path), exist_ok=True)
-    FileSystems.rename(staged, final)
+    try:
+        FileSystems.rename(staged, final)
+    except BeamIOError:
+        # A retried commit (Dataflow retries a failed bundle) finds some files already
+        # moved: staged copy gone, final one there. Those are done; move the rest.
+        pending = [(s, f) for s, f in zip(staged, final, strict=True) if exists(s)]
+        missing = [f for s, f in zip(staged, final, strict=True) if not exists(s) and not exists(f)]
+        if missing:
+            raise
+        if pending:
+            FileSystems.rename([s for s, _ in pending], [f for _, f in pending])
 
 
 def delete(paths: list[str]) -> None:

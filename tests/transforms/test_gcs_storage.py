@@ -165,6 +165,22 @@ def test_replacing_on_gcs_moves_staged_objects_to_their_final_names(
     assert object_names(emulator.client(), root) == ["rejected/part-a-00000.parquet"]
 
 
+def test_replacing_on_gcs_again_after_a_partial_move_finishes_it(
+    emulator: GcsEmulator, root: str
+) -> None:
+    staged = [layout.join(root, f"_staging/r1/rejected/part-{n}-00000.parquet") for n in "ab"]
+    final = [layout.join(root, f"rejected/part-{n}-00000.parquet") for n in "ab"]
+    for path in staged:
+        _put(emulator, path, path.encode())
+    replace(staged[:1], final[:1])  # a first attempt that moved one object, then failed
+    replace(staged, final)
+    assert [_get(emulator, f) for f in final] == [s.encode() for s in staged]
+    assert object_names(emulator.client(), root) == [
+        "rejected/part-a-00000.parquet",
+        "rejected/part-b-00000.parquet",
+    ]
+
+
 def test_parquet_written_to_gcs_is_read_back_by_pyarrows_own_gcs_client(
     emulator: GcsEmulator, root: str
 ) -> None:

@@ -1,0 +1,41 @@
+"""Local file operations of the commit protocol: moves that finish what a retry started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from apache_beam.io.filesystem import BeamIOError
+
+from transforms.storage import replace
+
+
+def _staged(tmp_path: Path, *names: str) -> tuple[list[str], list[str]]:
+    staged, final = [], []
+    for name in names:
+        (tmp_path / "staging").mkdir(exist_ok=True)
+        (tmp_path / "staging" / name).write_text(name)
+        staged.append(str(tmp_path / "staging" / name))
+        final.append(str(tmp_path / "out" / "part" / name))
+    return staged, final
+
+
+def test_moving_staged_files_puts_each_at_its_final_name(tmp_path: Path) -> None:
+    staged, final = _staged(tmp_path, "a", "b")
+    replace(staged, final)
+    assert [Path(f).read_text() for f in final] == ["a", "b"]
+    assert not any(Path(s).exists() for s in staged)
+
+
+def test_moving_again_after_a_partial_move_finishes_it(tmp_path: Path) -> None:
+    staged, final = _staged(tmp_path, "a", "b")
+    replace(staged[:1], final[:1])  # the first attempt moved one file, then failed
+    replace(staged, final)
+    assert [Path(f).read_text() for f in final] == ["a", "b"]
+
+
+def test_moving_a_file_that_is_neither_staged_nor_published_is_an_error(tmp_path: Path) -> None:
+    staged, final = _staged(tmp_path, "a")
+    Path(staged[0]).unlink()
+    with pytest.raises(BeamIOError):
+        replace(staged, final)
