@@ -52,6 +52,15 @@ def merge(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return dict(sorted(total.items()))
 
 
+def totals_by_kind(stats: Mapping[str, int]) -> dict[str, int]:
+    """Totals per kind of count, the field before the first colon (read, accepted, rejected,
+    duplicates, …): what an operator checks adds up."""
+    out: Stats = Counter()
+    for key, value in stats.items():
+        out[key.split(":", 1)[0]] += value
+    return dict(out)
+
+
 def sum_by(stats: Mapping[str, int], prefix: str, position: int) -> dict[str, int]:
     """Totals of the keys starting with `prefix`, grouped by the colon-separated field at
     `position` (e.g. rejected counts by channel or by code)."""

@@ -190,12 +190,10 @@ class WriteStreamingStats(beam.PTransform):  # type: ignore[misc]
             merged = st.merge(element[1])
             path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
             write_text(path, json.dumps(merged, indent=1))
+            totals = st.totals_by_kind(merged)
             log.info(
                 "processed: read %d, accepted %d, rejected %d, duplicates %d",
-                sum(v for k, v in merged.items() if k.startswith("read:")),
-                sum(v for k, v in merged.items() if k.startswith("accepted:")),
-                sum(v for k, v in merged.items() if k.startswith("rejected:")),
-                sum(v for k, v in merged.items() if k.startswith("duplicates:")),
+                *(totals.get(kind, 0) for kind in ("read", "accepted", "rejected", "duplicates")),
             )
             yield path
 

@@ -48,6 +48,7 @@ from tests.pipelines.helpers import (
     rows_per_partition,
 )
 from tests.samples import TEST_KEY
+from transforms import stats as st
 
 BUCKET = "payments-streaming-tests"
 PROJECT = "demo-project"
@@ -128,10 +129,8 @@ def committed_stats(emulator: GcsEmulator, out: str) -> dict[str, dict[str, int]
         run_id, _, leaf = blob.name[len(prefix) :].partition("/")
         if not fnmatch.fnmatchcase(leaf, "stats-*.json"):
             continue
-        run = totals.setdefault(run_id, {})
-        for key, value in json.loads(blob.download_as_bytes()).items():
-            kind = key.split(":")[0]
-            run[kind] = run.get(kind, 0) + value
+        stats = st.totals_by_kind(json.loads(blob.download_as_bytes()))
+        totals[run_id] = st.merge([totals.get(run_id, {}), stats])
     return totals
 
 

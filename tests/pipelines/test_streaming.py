@@ -20,6 +20,7 @@ from pipelines.replay import publishable_lines, restamp
 from tests.emulators import pubsub_emulator
 from tests.pipelines.helpers import balanced, make_landing, payments, rejected
 from tests.samples import PORTAL_EVENT
+from transforms import stats as st
 
 PROJECT = "demo-project"
 
@@ -90,12 +91,9 @@ def _subscribed_topic(name: str) -> _Subscribed:
 
 
 def _processed(out: Path) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for path in out.glob("runs/*/stats-*.json"):
-        for key, value in json.loads(path.read_text()).items():
-            kind = key.split(":")[0]
-            totals[kind] = totals.get(kind, 0) + value
-    return totals
+    """The committed stats files of every run, summed by kind (read, accepted, …)."""
+    files = [json.loads(path.read_text()) for path in out.glob("runs/*/stats-*.json")]
+    return st.totals_by_kind(st.merge(files))
 
 
 def _run_until_balanced(
