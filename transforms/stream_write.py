@@ -116,6 +116,25 @@ class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
         )
 
 
+class _OneFilePerPane(beam.PTransform):  # type: ignore[misc]
+    """A sink that writes what it received during each processing-time pane as one file."""
+
+    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+        super().__init__()
+        self._root = root
+        self._run_id = run_id
+        self._every = every_seconds
+
+    def _panes(self, elements: beam.PCollection, name: str) -> beam.PCollection:
+        """(None, the elements of one pane), once per pane."""
+        return (
+            elements
+            | f"Every{name}Pane" >> every(self._every)
+            | f"One{name}Key" >> beam.Map(lambda element: (None, element))
+            | f"Group{name}Pane" >> beam.GroupByKey()
+        )
+
+
 def rejected_stats(table: pa.Table) -> dict[str, int]:
     """`rejected:<channel>:<code>` counts of rejected rows (channel `unknown` when none)."""
     keyed = pa.table(
@@ -136,7 +155,7 @@ def without_rejected(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in stats.items() if not k.startswith("rejected:")}
 
 
-class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
+class WriteStreamingRejected(_OneFilePerPane):
     """Rejected ArrowBlocks -> one Parquet file under rejected/ per pane (`written`), and the
     counts of what each file holds (`stats`).
 
@@ -145,12 +164,6 @@ class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
     rejected row counted is in a file (the ingest step's own counts could be committed a pane
     before the rows, and lost with them if the local runner is killed in between).
     """
-
-    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
-        super().__init__()
-        self._root = root
-        self._run_id = run_id
-        self._every = every_seconds
 
     def expand(self, rejected: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         root, run_id = self._root, self._run_id
@@ -162,26 +175,16 @@ class WriteStreamingRejected(beam.PTransform):  # type: ignore[misc]
                 yield _publish(table, root, run_id, final)
                 yield pvalue.TaggedOutput("stats", rejected_stats(table))
 
-        return (
-            rejected
-            | "EveryRejectedPane" >> every(self._every)
-            | "OneKey" >> beam.Map(lambda block: (None, block))
-            | "GroupRejectedPane" >> beam.GroupByKey()
-            | "WriteRejectedFile" >> beam.FlatMap(write).with_outputs("stats", main="written")
-        )
+        return self._panes(rejected, "Rejected") | "WriteRejectedFile" >> beam.FlatMap(
+            write
+        ).with_outputs("stats", main="written")
 
 
-class WriteStreamingStats(beam.PTransform):  # type: ignore[misc]
+class WriteStreamingStats(_OneFilePerPane):
     """Partial stats -> one JSON file per pane under runs/<run_id>/, plus a progress line.
 
     Summed over the files, read = accepted + rejected + duplicates for everything processed.
     """
-
-    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
-        super().__init__()
-        self._root = root
-        self._run_id = run_id
-        self._every = every_seconds
 
     def expand(self, stats: beam.PCollection) -> beam.PCollection:
         root, run_id = self._root, self._run_id
@@ -197,13 +200,7 @@ class WriteStreamingStats(beam.PTransform):  # type: ignore[misc]
             )
             yield path
 
-        return (
-            stats
-            | "EveryStatsPane" >> every(self._every)
-            | "OneStatsKey" >> beam.Map(lambda s: (None, s))
-            | "GroupStatsPane" >> beam.GroupByKey()
-            | "WriteStatsFile" >> beam.FlatMap(write)
-        )
+        return self._panes(stats, "Stats") | "WriteStatsFile" >> beam.FlatMap(write)
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -268,14 +265,8 @@ def live_table(panes: Iterable[Any]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=LIVE_SCHEMA)
 
 
-class WriteLiveAggregates(beam.PTransform):  # type: ignore[misc]
+class WriteLiveAggregates(_OneFilePerPane):
     """LiveAggregate panes -> one Parquet file under aggregates/live/ per processing-time pane."""
-
-    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
-        super().__init__()
-        self._root = root
-        self._run_id = run_id
-        self._every = every_seconds
 
     def expand(self, panes: beam.PCollection) -> beam.PCollection:
         root, run_id = self._root, self._run_id
@@ -291,10 +282,4 @@ class WriteLiveAggregates(beam.PTransform):  # type: ignore[misc]
                 final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
                 yield _publish(table, root, run_id, final)
 
-        return (
-            panes
-            | "EveryLivePane" >> every(self._every)
-            | "OneLiveKey" >> beam.Map(lambda a: (None, a))
-            | "GroupLivePane" >> beam.GroupByKey()
-            | "WriteLiveFile" >> beam.FlatMap(write)
-        )
+        return self._panes(panes, "Live") | "WriteLiveFile" >> beam.FlatMap(write)
