@@ -112,10 +112,11 @@ def replace(staged: list[str], final: list[str]) -> None:
     except BeamIOError:
         # A retried commit (Dataflow retries a failed bundle) finds some files already
         # moved: staged copy gone, final one there. Those are done; move the rest.
-        pending = [(s, f) for s, f in zip(staged, final, strict=True) if exists(s)]
-        missing = [f for s, f in zip(staged, final, strict=True) if not exists(s) and not exists(f)]
-        if missing:
-            raise
+        pairs = list(zip(staged, final, strict=True))
+        still_staged = {s for s in staged if exists(s)}
+        if any(s not in still_staged and not exists(f) for s, f in pairs):
+            raise  # neither staged nor published: a real loss, not a retry
+        pending = [(s, f) for s, f in pairs if s in still_staged]
         if pending:
             FileSystems.rename([s for s, _ in pending], [f for _, f in pending])
 
