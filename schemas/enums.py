@@ -52,6 +52,13 @@ class RejectCode(str, Enum):
     INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
     INVALID_CPR = "INVALID_CPR"
     DUPLICATE_CONFLICT = "DUPLICATE_CONFLICT"
+    # An object repeats a key: parsers disagree on which value wins, so neither is booked.
+    DUPLICATE_KEY = "DUPLICATE_KEY"
+    # An identifier the event_id is built from holds a card number or the payer's CPR: the
+    # id cannot be written, and masking it would break de-duplication.
+    PERSONAL_DATA_IN_ID = "PERSONAL_DATA_IN_ID"
+    # Processing the event raised: the exception class is in the reason; the run goes on.
+    UNPROCESSABLE = "UNPROCESSABLE"
 
 
 class QualityWarning(str, Enum):

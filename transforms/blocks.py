@@ -15,13 +15,14 @@ import orjson
 import pyarrow as pa
 
 from schemas.arrow import payment_schema, rejected_schema
-from schemas.enums import Channel, QualityWarning
+from schemas.enums import Channel, QualityWarning, RejectCode
 from schemas.records import SCHEMA_VERSION
 from transforms import stats as st
 from transforms.columnar import constant, decimal_from_fils
-from transforms.normalise import NormalisedPayment, Normaliser
-from transforms.privacy import redact_raw, redact_text
+from transforms.normalise import NormalisedPayment, Normaliser, payer_cpr
+from transforms.privacy import Strength, event_secrets, redact_raw, redact_text
 from transforms.rawblock import RawBlock
+from transforms.scanner import screen_accepted
 from transforms.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -44,25 +45,30 @@ class BlockResult:
     stats: st.Stats = field(default_factory=Counter)
 
 
-def claimed_identity(payload: bytes) -> tuple[Any, str | None, str | None]:
-    """(parsed JSON or None, claimed channel, claimed event id) of a rejected payload."""
+_CLAIMED_ID_PARTS = {
+    "portal": ("txn_id",),
+    "mobile_app": ("event_id",),
+    "kiosk": ("kiosk_id", "seq"),
+}
+_MAX_CLAIMED_CHARS = 200
+
+
+def claimed_identity(payload: bytes) -> tuple[str | None, str | None]:
+    """(claimed channel, claimed event id) of a rejected payload, as sent (redact before use)."""
     try:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return None, None, None
+        return None, None
     if not isinstance(parsed, dict):
-        return parsed, None, None
+        return None, None
     channel = parsed.get("channel")
-    ids = {
-        "portal": ("txn_id",),
-        "mobile_app": ("event_id",),
-        "kiosk": ("kiosk_id", "seq"),
-    }.get(channel if isinstance(channel, str) else "", ())
-    parts = [parsed.get(name) for name in ids]
+    if not isinstance(channel, str):
+        return None, None
+    parts = [parsed.get(name) for name in _CLAIMED_ID_PARTS.get(channel, ())]
     event_id = None
     if parts and all(isinstance(p, str | int) and not isinstance(p, bool) for p in parts):
-        event_id = ":".join([str(channel), *(str(p) for p in parts)])[:200]
-    return parsed, channel if isinstance(channel, str) else None, event_id
+        event_id = ":".join([channel, *(str(p) for p in parts)])[:_MAX_CLAIMED_CHARS]
+    return channel[:_MAX_CLAIMED_CHARS], event_id
 
 
 def _accepted_table(
@@ -107,6 +113,31 @@ class RejectedInput(NamedTuple):
     source_message_id: str | None
 
 
+def _unredactable(err: Exception) -> str:
+    return f"<raw event not shown: redaction failed with {type(err).__name__}>"
+
+
+def _redacted_columns(
+    rejection: Rejection, payload: bytes
+) -> tuple[str, str | None, str | None, str]:
+    """(reason, channel, event_id, raw) of a rejected row under the privacy rule.
+
+    Everything the event claims is read as the producer's text: the secrets the payload
+    carries are masked wherever they recur; identifiers and reasons keep their digits
+    otherwise (a rejected row must stay traceable, and a reason keeps the model's bounds).
+    """
+    secrets = event_secrets(payload.decode("utf-8", "replace"))
+    claimed_channel, claimed_id = claimed_identity(payload)
+    channel = rejection.channel or claimed_channel
+    event_id = rejection.event_id or claimed_id
+    return (
+        redact_text(rejection.reason, Strength.IDENTIFIER, secrets),
+        redact_text(channel, Strength.FREE_TEXT, secrets) if channel else None,
+        redact_text(event_id, Strength.IDENTIFIER, secrets) if event_id else None,
+        redact_raw(payload, secrets),
+    )
+
+
 def rejected_table(
     rejections: Iterable[RejectedInput], run_id: str, ingested_micros: int
 ) -> pa.Table:
@@ -114,13 +145,18 @@ def rejected_table(
     schema = rejected_schema()
     rows: dict[str, list[Any]] = {name: [] for name in schema.names}
     for rejection, payload, source, line, message in rejections:
-        parsed, claimed_channel, event_id = claimed_identity(payload)
+        try:
+            reason, channel, event_id, raw = _redacted_columns(rejection, payload)
+        except Exception as err:  # one event must never stop the run
+            # Nothing the event sent is written: only what the product itself knows.
+            reason, channel, event_id = rejection.code.value, None, None
+            raw = _unredactable(err)
         rows["error_code"].append(rejection.code.value)
-        rows["reason"].append(redact_text(rejection.reason))
+        rows["reason"].append(reason)
         rows["step"].append(rejection.step)
-        rows["channel"].append(rejection.channel or claimed_channel)
-        rows["event_id"].append(rejection.event_id or event_id)
-        rows["raw"].append(redact_raw(payload, parsed))
+        rows["channel"].append(channel)
+        rows["event_id"].append(event_id)
+        rows["raw"].append(raw)
         rows["raw_bytes"].append(len(payload))
         rows["source_file"].append(source)
         rows["source_line"].append(line)
@@ -150,21 +186,60 @@ def _accepted_stats(rows: list[NormalisedPayment]) -> st.Stats:
     return stats
 
 
+def unprocessable(err: BaseException, step: str) -> Rejection:
+    """The rejection of an event whose processing raised: the class says what broke."""
+    return Rejection(RejectCode.UNPROCESSABLE, f"{step} failed with {type(err).__name__}", step)
+
+
+def _validated(
+    payload: bytes, normalise: Normaliser, max_bytes: int
+) -> tuple[NormalisedPayment, str | None] | Rejection:
+    """(normalised payment, payer CPR) or a rejection; never raises for any input."""
+    try:
+        outcome = parse_event(payload, max_bytes)
+    except (Exception, RecursionError) as err:  # one event never fails a run
+        return unprocessable(err, "parse")
+    if isinstance(outcome, Rejection):
+        return outcome
+    try:
+        return normalise(outcome), payer_cpr(outcome)
+    except Exception as err:
+        return unprocessable(err, "normalise")
+
+
 def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     """Validate and normalise every event of a block; each one is accepted or rejected."""
     rows: list[NormalisedPayment] = []
+    cprs: list[str | None] = []
     kept: list[int] = []
     rejections: list[RejectedInput] = []
     source_file = block.source if block.line_numbers is not None else None
     normalise, max_bytes = ctx.normaliser, ctx.max_event_bytes
     for index, payload in enumerate(block.payloads):
-        outcome = parse_event(payload, max_bytes)
+        outcome = _validated(payload, normalise, max_bytes)
         if isinstance(outcome, Rejection):
             line, message = block.origin(index)
             rejections.append(RejectedInput(outcome, payload, source_file, line, message))
         else:
-            rows.append(normalise(outcome))
+            rows.append(outcome[0])
+            cprs.append(outcome[1])
             kept.append(index)
+    lines = [block.line_numbers[i] for i in kept] if block.line_numbers is not None else None
+    messages = [block.message_ids[i] for i in kept] if block.message_ids is not None else None
+    accepted = _accepted_table(rows, lines, messages, source_file, ctx)
+    accepted, holding_secrets = screen_accepted(accepted, cprs)
+    if holding_secrets:
+        for row, column in sorted(holding_secrets.items()):
+            index = kept[row]
+            line, message = block.origin(index)
+            reason = f"{column} holds a card number or the payer's CPR; it cannot be written"
+            rejection = Rejection(RejectCode.PERSONAL_DATA_IN_ID, reason, "validate")
+            rejections.append(
+                RejectedInput(rejection, block.payloads[index], source_file, line, message)
+            )
+        keep = [row for row in range(len(rows)) if row not in holding_secrets]
+        accepted = accepted.take(pa.array(keep, pa.int64()))
+        rows = [rows[row] for row in keep]
     stats = _accepted_stats(rows)
     if block.blank_lines:
         stats[st.BLANK_LINES] += block.blank_lines
@@ -177,9 +252,6 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         known = channel if channel in _CHANNELS else st.UNKNOWN_CHANNEL
         stats[st.read_key(known)] += 1
         stats[st.rejected_key(known, code)] += 1
-    lines = [block.line_numbers[i] for i in kept] if block.line_numbers is not None else None
-    messages = [block.message_ids[i] for i in kept] if block.message_ids is not None else None
-    accepted = _accepted_table(rows, lines, messages, source_file, ctx)
     return BlockResult(accepted, rejected, stats)
 
 

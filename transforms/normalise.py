@@ -171,6 +171,15 @@ class Normaliser:
         )
 
 
+def payer_cpr(event: RawModel) -> str | None:
+    """The CPR an event names its payer by: the one value to look for in its identifiers."""
+    if isinstance(event, PortalEvent):
+        return event.payer["cpr"]
+    if isinstance(event, MobileAppEvent):
+        return event.user["cpr"]
+    return event.cpr
+
+
 def to_record(
     payment: NormalisedPayment,
     *,

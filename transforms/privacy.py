@@ -1,27 +1,50 @@
-"""Privacy rules: no raw CPR and no full card number leave the pipeline, in any output."""
+"""The privacy rule: no raw CPR and no full card number leave the pipeline, in any output.
+
+One rule for every byte the product writes (contract.md, "Privacy"), in two strengths:
+
+- **free text** (site names, references, reasons' quoted values, unknown fields, claimed values,
+  the raw event of a rejection): a Luhn-valid run of 13–19 digits is a card number in any form
+  a person or a system writes it — plain, in groups joined by any run of non-alphanumeric
+  characters (Unicode spaces, dots, slashes, JSON punctuation between array elements), in any
+  Unicode digit script, with JSON ``\\u`` escapes; a standalone run of exactly 9 digits is a CPR;
+  a run of more than 19 digits is masked whole (it may hide either);
+- **identifiers** event_id is built from (``txn_id``, ``event_id``, ``kiosk_id``, ``seq``): a
+  portal id such as ``PTL-2017-181000123`` is 13 digits in two groups, Luhn-valid one time in
+  ten, and a UUID's decimal hex runs (8-4-4) are Luhn-valid as often, so grouped digits count
+  as a card only as one plain run or in three or more groups of at most six digits (4-4-4-4,
+  4-6-5). No 9-digit heuristic either: the serial ``000123456`` is no CPR. Masking an id would
+  make a rejected row untraceable.
+
+In both, every CPR or card number the event itself carries (its CPR and card fields, or found
+by the rules above anywhere in it) is masked wherever else it appears, in any form.
+`find_secrets` is the same rule as a detector: the scanner uses it on staged files, and
+`find_secrets(redact(x)) == []` for every x is a tested property.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
-
-import orjson
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
 
 _MIN_KEY_BYTES = 16
-# Keys whose values identify a person or a card, wherever they appear in a raw event.
-_CPR_KEYS = frozenset({"cpr", "national_id", "cpr_number"})
-_CARD_KEYS = frozenset({"card", "pan", "card_number"})
-# System-generated identifiers: their digits are sequence numbers, not personal data, and
-# keeping them lets an operator find the event at the source.
-_ID_KEYS = frozenset({"txn_id", "event_id", "kiosk_id", "gateway_ref", "seq"})
-# A CPR or card number as a bare run of 9 or more digits (a longer run may hide both), or a
-# card number written in groups (4-4-4-4, 4-4-4-x, Amex 4-6-5). Dates and times such as
-# "2017-07-01 02:00" are not matched. \d is deliberate: Arabic-Indic digits are caught too.
-_DIGIT_RUN = re.compile(
-    r"(?<!\d)(?:\d{9,}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]?\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{5})(?!\d)"
-)
 _REDACTED_RAW_MAX_CHARS = 2048
+CPR_MASK = "<redacted-cpr>"
+_CARD_DIGITS = range(13, 20)
+_CPR_DIGITS = 9
+_MAX_CARD_GROUP_IN_ID = 6
+
+
+class Strength(Enum):
+    """How much of a string the generic patterns may claim (see the module docstring)."""
+
+    FREE_TEXT = "free_text"
+    IDENTIFIER = "identifier"
+    # A field whose format is known to be no secret (epoch milliseconds): only the event's
+    # own secrets are looked for.
+    KNOWN_ONLY = "known_only"
 
 
 class Pseudonymiser:
@@ -70,64 +93,357 @@ def card_last4(card: str | None) -> tuple[str | None, bool]:
     return last4, len(digits) > 4
 
 
-def _mask_digits(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    if len(digits) == 9:
-        return "<redacted-cpr>"
-    if len(digits) > 19:  # not one card number: nothing of it is kept
+# --- digits in any script --------------------------------------------------------------------
+
+_DIGIT_RUN = re.compile(r"\d+")  # str patterns: \d is every Unicode decimal digit (Nd)
+_SEPARATOR = re.compile(r"[\W_]+")  # a run of non-alphanumeric characters
+# JSON escapes: \uXXXX (and surrogate pairs) and the one-letter ones.
+_ESCAPE = re.compile(
+    r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|(.))",
+    re.S,
+)
+_MAX_DECODES = 8
+_KEEP_ESCAPED = frozenset('"\\') | frozenset(chr(c) for c in range(0x20))
+# A date or date-time as systems write them: never a card number or a CPR, whatever Luhn says.
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    r"|\d{2}:\d{2}(?::\d{2})?"
+)
+
+
+def ascii_digits(text: str) -> str:
+    """The digits of `text`, any script, as ASCII (`"٨٥٠"` -> `"850"`)."""
+    return "".join(str(int(c)) for c in _DIGIT_RUN.findall(text) for c in c)
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def decode_json_escapes(text: str) -> str:
+    """`\\uXXXX` escapes written as the characters they stand for, except those JSON needs
+    escaped (quote, backslash, control characters): digits and separators hidden in escapes
+    become visible, and JSON text stays JSON."""
+    if "\\" not in text:
+        return text
+
+    def decoded(match: re.Match[str]) -> str:
+        high, low, single, letter = match.groups()
+        if letter is not None:
+            return match.group(0)
+        if high is not None:
+            code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+            return chr(code)
+        char = chr(int(single, 16))
+        if char in _KEEP_ESCAPED or 0xD800 <= ord(char) <= 0xDFFF:
+            return match.group(0)
+        return char
+
+    # Decoding can form a new escape (`\u\u0030660` reads `\u0660` once decoded): decode
+    # again until nothing changes, so what a reader decodes is what the rule saw.
+    for _ in range(_MAX_DECODES):
+        again = _ESCAPE.sub(decoded, text)
+        if again == text:
+            break
+        text = again
+    return text
+
+
+def _scan_view(text: str) -> str:
+    """`text` with each remaining JSON escape blanked to spaces of the same length: `\\t` or
+    `\\u00a0` between digit groups then reads as the separator it is, at unchanged offsets."""
+    if "\\" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: " " * len(m.group(0)), text)
+
+
+# --- the rule --------------------------------------------------------------------------------
+
+
+@dataclass
+class Secrets:
+    """The CPRs and card numbers (ASCII digits) one event carries: masked wherever they recur."""
+
+    cprs: set[str] = field(default_factory=set)
+    cards: set[str] = field(default_factory=set)
+
+    def add_cpr(self, text: str) -> None:
+        digits = ascii_digits(text)
+        if len(digits) == _CPR_DIGITS:
+            self.cprs.add(digits)
+
+    def add_card(self, text: str) -> None:
+        digits = ascii_digits(text)
+        if len(digits) in _CARD_DIGITS:
+            self.cards.add(digits)
+
+    def __bool__(self) -> bool:
+        return bool(self.cprs or self.cards)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Where a secret is in a string (offsets of its first and after its last digit)."""
+
+    start: int
+    end: int
+    kind: str  # "card" | "cpr" | "digits"
+    last4: str
+    length: int = 16  # digits of a card number: its mask keeps the shape, not the digits
+
+
+def _chains(view: str) -> Iterable[list[re.Match[str]]]:
+    """Maximal sequences of digit runs joined only by non-alphanumeric separators."""
+    chain: list[re.Match[str]] = []
+    for run in _DIGIT_RUN.finditer(view):
+        if chain and _SEPARATOR.fullmatch(view, chain[-1].end(), run.start()) is None:
+            yield chain
+            chain = []
+        chain.append(run)
+    if chain:
+        yield chain
+
+
+def _chain_findings(
+    text: str, chain: list[re.Match[str]], strength: Strength, secrets: Secrets | None
+) -> list[Finding]:
+    groups = ["".join(str(int(c)) for c in m.group(0)) for m in chain]
+    found: list[Finding] = []
+    start, end = chain[0].start(), chain[-1].end()
+    dated = _DATE_TIME.fullmatch(text, start, end) is not None
+    if not dated and strength is not Strength.KNOWN_ONLY:
+        found.extend(_pattern_findings(text, chain, groups, strength))
+    if secrets:
+        found.extend(_known_findings(chain, groups, secrets))
+    return found
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is not glued to letters (as a hex run of a UUID is)."""
+    return (start == 0 or not text[start - 1].isalnum()) and (
+        end == len(text) or not text[end].isalnum()
+    )
+
+
+def _pattern_findings(
+    text: str, chain: list[re.Match[str]], groups: list[str], strength: Strength
+) -> list[Finding]:
+    found: list[Finding] = []
+    free = strength is Strength.FREE_TEXT
+    for i, group in enumerate(groups):
+        if len(group) > max(_CARD_DIGITS):
+            found.append(Finding(chain[i].start(), chain[i].end(), "digits", ""))
+        elif free and len(group) == _CPR_DIGITS:
+            found.append(Finding(chain[i].start(), chain[i].end(), "cpr", ""))
+    for i in range(len(groups)):
+        digits = ""
+        for j in range(i, len(groups)):
+            digits += groups[j]
+            if len(digits) > max(_CARD_DIGITS):
+                break
+            if len(digits) not in _CARD_DIGITS:
+                continue
+            # Identifiers: one plain run, or three or more groups of at most six digits (4-4-4-4,
+            # 4-6-5) standing alone: a portal id's year and serial (4+9), a UUID's 8-4-4 or
+            # 4-12 runs of decimal hex are not how anyone writes a card number.
+            allowed = free or i == j
+            if not allowed and j - i >= 2 and _stands_alone(text, chain[i].start(), chain[j].end()):
+                allowed = max(map(len, groups[i : j + 1])) <= _MAX_CARD_GROUP_IN_ID
+            if allowed and len(digits) in _CARD_DIGITS and _luhn(digits):
+                found.append(
+                    Finding(chain[i].start(), chain[j].end(), "card", digits[-4:], len(digits))
+                )
+    if free and len(groups) in (2, 3) and sum(map(len, groups)) == _CPR_DIGITS:
+        found.append(Finding(chain[0].start(), chain[-1].end(), "cpr", ""))
+    return found
+
+
+def _known_findings(
+    chain: list[re.Match[str]], groups: list[str], secrets: Secrets
+) -> list[Finding]:
+    """Every occurrence of the event's own secrets in the chain's digits, across separators."""
+    joined = "".join(groups)
+    owner: list[int] = []  # digit index -> offset in the text
+    for match, group in zip(chain, groups, strict=True):
+        owner.extend(range(match.start(), match.start() + len(group)))
+    found: list[Finding] = []
+    for kind, values in (("cpr", secrets.cprs), ("card", secrets.cards)):
+        for value in values:
+            at = joined.find(value)
+            while at >= 0:
+                last = at + len(value) - 1
+                found.append(Finding(owner[at], owner[last] + 1, kind, value[-4:], len(value)))
+                at = joined.find(value, at + 1)
+    return found
+
+
+def _text_findings(
+    view: str, strength: Strength, secrets: Secrets | None, starts: dict[int, Strength]
+) -> list[Finding]:
+    found: list[Finding] = []
+    for chain in _chains(view):
+        chain_strength = strength
+        if starts:
+            # A chain keeps the weakest strength any of its runs has: a chain reaching out of
+            # an identifier into free text is free text.
+            kinds = {starts.get(m.start(), strength) for m in chain}
+            chain_strength = strength if len(kinds) > 1 else next(iter(kinds))
+        found.extend(_chain_findings(view, chain, chain_strength, secrets))
+    return found
+
+
+def find_secrets(
+    text: str, strength: Strength = Strength.FREE_TEXT, secrets: Secrets | None = None
+) -> list[Finding]:
+    """Every card number, CPR or over-long digit run the rule sees in `text`."""
+    if not _DIGIT_RUN.search(text):
+        return []
+    return _text_findings(_scan_view(decode_json_escapes(text)), strength, secrets, {})
+
+
+def _mask(finding: Finding) -> str:
+    if finding.kind == "cpr":
+        return CPR_MASK
+    if finding.kind == "digits":
         return "<redacted-digits>"
-    return "*" * (len(digits) - 4) + digits[-4:]
+    return "*" * (finding.length - 4) + finding.last4
 
 
-def redact_text(text: str) -> str:
-    """Mask every run of 9 to 19 digits: a CPR or a card number may hide in any free text."""
-    return _DIGIT_RUN.sub(_mask_digits, text)
+def _apply(text: str, findings: list[Finding]) -> str:
+    if not findings:
+        return text
+    # Overlapping findings merge into one masked span (the widest wins its mask).
+    spans: list[tuple[int, int, str]] = []
+    for f in sorted(findings, key=lambda f: (f.start, -(f.end - f.start))):
+        if spans and f.start < spans[-1][1]:
+            start, end, mask = spans[-1]
+            if f.end > end:
+                spans[-1] = (start, f.end, mask if mask.startswith("*") else _mask(f))
+            continue
+        spans.append((f.start, f.end, _mask(f)))
+    out, position = [], 0
+    for start, end, mask in spans:
+        out.append(text[position:start])
+        out.append(mask)
+        position = end
+    out.append(text[position:])
+    return "".join(out)
 
 
-def _redact_value(key: str | None, value: Any) -> Any:
-    if isinstance(value, dict):
-        # Keys too: a producer may key a map by CPR.
-        return {redact_text(str(k)): _redact_value(k, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(None, v) for v in value]
-    lowered = key.lower() if isinstance(key, str) else None
-    if lowered in _CPR_KEYS and value is not None:
-        return "<redacted-cpr>"
-    if lowered in _CARD_KEYS and value is not None:
-        last4, _ = card_last4(str(value))
-        return f"************{last4}" if last4 else "<redacted-card>"
-    if lowered in _ID_KEYS:
-        return value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, float) and abs(value) >= 1e8:
-        value = int(value)  # a card number sent as a float is still a card number
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= 9:
-        # A number that could be a CPR or a card number is masked unless it is clearly
-        # an epoch timestamp in milliseconds (13 digits starting with 1).
-        text = str(value)
-        if len(text) == 13 and text.startswith("1"):
-            return value
-        return redact_text(text)
-    return value
+_MAX_PASSES = 3
 
 
-def redact_raw(payload: bytes, parsed: Any = None) -> str:
+def _redacted(decoded: str, findings_of: Callable[[str], list[Finding]]) -> str:
+    """`decoded` with its findings masked, until nothing is found: a mask between two digit
+    groups can join them into a new chain, so the result is checked again like any text."""
+    text = decoded
+    for _ in range(_MAX_PASSES):
+        found = findings_of(text)
+        if not found:
+            return text
+        text = _apply(text, found)
+    return re.sub(r"\d", "*", text) if findings_of(text) else text
+
+
+def redact_text(
+    text: str, strength: Strength = Strength.FREE_TEXT, secrets: Secrets | None = None
+) -> str:
+    """`text` with every secret the rule finds masked; the rest (dates, amounts) as written."""
+    if not _DIGIT_RUN.search(text):
+        return text
+    return _redacted(
+        decode_json_escapes(text),
+        lambda t: _text_findings(_scan_view(t), strength, secrets, {}),
+    )
+
+
+# --- raw events --------------------------------------------------------------------------------
+
+_STRING = r'"(?:[^"\\]|\\.)*+"'
+_SCALAR = r'[^,{}\[\]"\s][^,{}\[\]"]*'
+# Values of keys that name a CPR, a card or an identifier, wherever the key is in the event.
+_KEYED_VALUE = re.compile(
+    rf'"(cpr|cpr_number|national_id|card|pan|card_number|txn_id|event_id|kiosk_id|seq|ts)"'
+    rf"\s*:\s*({_STRING}|{_SCALAR})",
+    re.IGNORECASE,
+)
+_CPR_KEYS = frozenset({"cpr", "national_id", "cpr_number"})
+_CARD_KEYS = frozenset({"card", "pan", "card_number"})
+_ID_KEYS = frozenset({"txn_id", "event_id", "kiosk_id", "seq"})
+# Epoch milliseconds of 2000-2099 (the `ts` field): a timestamp, not a card number.
+_EPOCH_MILLIS = re.compile(r"[1-4][0-9]{12}")
+
+
+def event_secrets(text: str) -> Secrets:
+    """The CPRs and card numbers an event carries: its CPR and card fields, and whatever the
+    rule finds in it (identifiers with their own strength)."""
+    secrets = Secrets()
+    decoded = decode_json_escapes(text)
+    for finding in _raw_findings(decoded, None):
+        digits = decoded[finding.start : finding.end]
+        if finding.kind == "card":
+            secrets.add_card(digits)
+        elif finding.kind == "cpr":
+            secrets.add_cpr(digits)
+    return secrets
+
+
+def _keyed_findings(decoded: str, view: str) -> tuple[list[Finding], dict[int, Strength]]:
+    """Whole-value masks for CPR and card keys, and the strength of identifier and `ts` digits."""
+    found: list[Finding] = []
+    starts: dict[int, Strength] = {}
+    for match in _KEYED_VALUE.finditer(decoded):
+        key, value = match.group(1).lower(), match.group(2)
+        start, end = match.span(2)
+        inner = (start + 1, end - 1) if value.startswith('"') else (start, end)
+        if key in _CPR_KEYS and value not in ("null", '""'):
+            if value != f'"{CPR_MASK}"':
+                found.append(Finding(inner[0], inner[1], "cpr", ""))
+        elif key in _CARD_KEYS and value != "null":
+            last4, full = card_last4(value)
+            if full:
+                found.append(Finding(inner[0], inner[1], "card", last4 or "", 16))
+        elif key in _ID_KEYS or (key == "ts" and _EPOCH_MILLIS.fullmatch(value)):
+            strength = Strength.IDENTIFIER if key in _ID_KEYS else Strength.KNOWN_ONLY
+            starts.update((m.start(), strength) for m in _DIGIT_RUN.finditer(view, *inner))
+    return found, starts
+
+
+def _raw_findings(decoded: str, secrets: Secrets | None) -> list[Finding]:
+    view = _scan_view(decoded)
+    found, starts = _keyed_findings(decoded, view)
+    found.extend(_text_findings(view, Strength.FREE_TEXT, secrets, starts))
+    return found
+
+
+def raw_findings(text: str) -> list[Finding]:
+    """What the rule sees in a rejected row's raw text (keys give identifiers their strength)."""
+    if not _DIGIT_RUN.search(text):
+        return []
+    return _raw_findings(decode_json_escapes(text), None)
+
+
+def redact_raw(payload: bytes, secrets: Secrets | None = None) -> str:
     """The raw event as text for the rejected output, with personal data removed.
 
-    A parseable event is redacted field by field (known CPR and card keys, then any digit run);
-    anything else is redacted as text. The result is cut to a bounded size so a huge line does
-    not become a huge rejected row.
+    Text-based on purpose: it needs no parse (malformed lines and lines nested deeper than any
+    parser allows are redacted the same way) and no re-serialisation. `secrets` defaults to
+    what the payload itself carries. The result is bounded in size so a huge line does not
+    become a huge rejected row.
     """
-    if parsed is None:
-        try:
-            parsed = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            parsed = None
-    if parsed is not None:
-        text = orjson.dumps(_redact_value(None, parsed)).decode()
-    else:
-        text = redact_text(payload[: _REDACTED_RAW_MAX_CHARS * 4].decode("utf-8", "replace"))
-    if len(text) > _REDACTED_RAW_MAX_CHARS:
-        text = text[:_REDACTED_RAW_MAX_CHARS] + f"…[{len(payload)} bytes in all]"
-    return text
+    cut = len(payload) > _REDACTED_RAW_MAX_CHARS * 4
+    decoded = decode_json_escapes(payload[: _REDACTED_RAW_MAX_CHARS * 4].decode("utf-8", "replace"))
+    known = secrets if secrets is not None else event_secrets(decoded)
+    redacted = _redacted(decoded, lambda t: _raw_findings(t, known))
+    if cut:
+        # The cut may split a card number: nothing of the last characters' digits is kept.
+        redacted = redacted[:-64] + re.sub(r"\d", "*", redacted[-64:])
+    if cut or len(redacted) > _REDACTED_RAW_MAX_CHARS:
+        redacted = redacted[:_REDACTED_RAW_MAX_CHARS] + f"…[{len(payload)} bytes in all]"
+    return redacted

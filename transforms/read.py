@@ -3,6 +3,10 @@
 A plain file is cut into ranges so many workers share it (on Dataflow a Reshuffle spreads the
 ranges); a gzip file cannot be entered mid-stream, so it is one range. A range owns the lines
 that *start* inside it, so every line is read exactly once whatever the range size.
+
+A UTF-8 byte-order mark at the very start of a file (what Windows tools write) is skipped; it
+can only be in the range that starts at byte 0 (of the decompressed stream, for gzip). A mark
+anywhere else stays part of its line, which is then rejected as malformed JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _CHUNK = 4 * 1024 * 1024
 # A line longer than this is kept only up to here: it will be rejected as too long anyway, and
 # holding a runaway multi-gigabyte "line" would exhaust the worker.
 MAX_HELD_LINE_BYTES = 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,17 @@ def _skip_to(handle: IO[bytes], start: int) -> tuple[int, int, bytes]:
     return _read_counting(handle, 0, start)
 
 
+def _read_at_least(handle: IO[bytes], size: int) -> bytes:
+    """The next `size` bytes of `handle` (fewer only at its end), however short its reads."""
+    data = b""
+    while len(data) < size:
+        chunk = handle.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def _seek_to(handle: IO[bytes], start: int) -> bytes:
     """Seek to `start`; return the byte before it (a newline at the start of the file)."""
     if start == 0:
@@ -104,8 +120,13 @@ def iter_lines(
     held = b""
     held_overflow = False
     line_start = position
+    # A byte-order mark can only open the file; line 1 still starts at byte 0.
+    pending = _read_at_least(handle, len(UTF8_BOM)) if start == 0 else b""
+    if pending.startswith(UTF8_BOM):
+        pending = pending[len(UTF8_BOM) :]
+        position += len(UTF8_BOM)
     while True:
-        chunk = handle.read(_CHUNK)
+        chunk, pending = pending or handle.read(_CHUNK), b""
         if not chunk:
             break
         pieces = chunk.split(b"\n")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import jiter
 import orjson
 from pydantic import ValidationError
 
@@ -37,6 +39,9 @@ _TYPE_CODES: dict[str, RejectCode] = {
 }
 _OWN_CODES = {code.value: code for code in RejectCode}
 _VALIDATE_JSON = RAW_EVENT.validator.validate_json
+_FROM_JSON = jiter.from_json
+# A repeated key is named in the reason up to this many characters (never with its value).
+_KEY_SHOWN = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,58 @@ def _rejection_from(err: ValidationError, payload: bytes) -> Rejection:
     )
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> None:
+    """object_pairs_hook of the reference check: raise at the first object repeating a key."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+
+
+def _repeated_key_reason(key: str) -> str:
+    shown = key[:_KEY_SHOWN] + ("…" if len(key) > _KEY_SHOWN else "")
+    # Quoted as JSON so control characters and quotes stay visible; a lone surrogate (which
+    # no UTF-8 writer takes) is spelled out instead.
+    quoted = json.dumps(shown, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
+    return f"an object repeats the key {quoted}: parsers disagree on which value wins"
+
+
+def _duplicate_key(payload: bytes) -> Rejection | None:
+    """A rejection if any object of `payload` (JSON that pydantic read) repeats a key.
+
+    jiter is the parser family pydantic-core validates with, so it reads the same documents,
+    and it compares keys after unescaping, at any depth: the cheap exact check for every
+    accepted event. Only when it objects (or, against expectation, fails to read the event)
+    does the slower reference parser run, to name the key.
+    """
+    try:
+        _FROM_JSON(payload, catch_duplicate_keys=True, cache_mode="keys")
+    except Exception as err:  # ValueError is jiter's only error, but nothing may escape here
+        complaint = str(err)
+    else:
+        return None
+    try:
+        json.loads(payload, object_pairs_hook=_refuse_repeats)
+    except _RepeatedKey as repeated:
+        return Rejection(RejectCode.DUPLICATE_KEY, _repeated_key_reason(repeated.key), "parse")
+    except Exception:  # e.g. RecursionError, MemoryError: the check cannot be completed
+        if complaint.startswith("Detected duplicate key"):
+            return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", "parse")
+        return Rejection(
+            RejectCode.MALFORMED_JSON, "JSON that could not be checked for repeated keys", "parse"
+        )
+    if complaint.startswith("Detected duplicate key"):  # the two parsers disagree: refuse it
+        return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", "parse")
+    return None  # jiter could not read it, the reference parser found no repeated key
+
+
 def parse_event(payload: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> RawModel | Rejection:
     """A validated raw event of any channel, or the reason it cannot be one."""
     if len(payload) > max_bytes:
@@ -116,6 +173,9 @@ def parse_event(payload: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Raw
         )
     try:
         # The core validator itself: TypeAdapter.validate_json only adds a Python call layer.
-        return _VALIDATE_JSON(payload)  # type: ignore[no-any-return]
+        event: RawModel = _VALIDATE_JSON(payload)
     except ValidationError as err:
         return _rejection_from(err, payload)
+    # pydantic keeps the last of a repeated key; a consumer keeping the first would book
+    # another amount. Checked only for events that are otherwise accepted: that is the cost.
+    return _duplicate_key(payload) or event

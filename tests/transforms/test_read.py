@@ -275,3 +275,78 @@ def test_entering_a_range_with_its_newline_count_gives_the_same_lines() -> None:
         first = list(iter_lines(io.BytesIO(data), 0, cut))
         second = list(iter_lines(io.BytesIO(data), cut, None, newlines_before=before))
         assert first + second == whole, cut
+
+
+BOM = read.UTF8_BOM
+
+
+class _Trickle(io.RawIOBase):
+    """`data`, handed out at most one byte per read, as a slow stream might."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        size = 1 if n < 0 else min(n, 1)
+        piece, self._data = self._data[:size], self._data[size:]
+        return piece
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+def test_bom_at_the_start_of_a_file_is_skipped_and_its_event_accepted_at_line_1(
+    tmp_path: Path, name: str
+) -> None:
+    path = _write(tmp_path / name, BOM + FILE_DATA)
+    (rng,) = plan_ranges(path, len(BOM + FILE_DATA))
+    (block,) = list(read_blocks(rng, block_events=100))
+    assert block.line_numbers == EVENT_LINES
+    assert block.payloads == [PORTAL] * len(EVENT_LINES)
+    assert not isinstance(parse_event(block.payloads[0]), Rejection)
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+def test_bom_in_the_middle_of_a_file_is_not_stripped(tmp_path: Path, name: str) -> None:
+    data = PORTAL + b"\n" + BOM + PORTAL + b"\n"
+    path = _write(tmp_path / name, data)
+    (rng,) = plan_ranges(path, len(data))
+    (block,) = list(read_blocks(rng))
+    assert block.payloads == [PORTAL, BOM + PORTAL]
+    outcome = parse_event(block.payloads[1])
+    assert isinstance(outcome, Rejection)
+    assert outcome.code is RejectCode.MALFORMED_JSON
+
+
+def test_bom_file_split_at_every_point_yields_each_line_once_with_its_number() -> None:
+    data = BOM + SMALL_FILES["trailing_newline"]
+    expected = _expected(SMALL_FILES["trailing_newline"])
+    for cut in range(len(data) + 1):
+        assert _read_split(data, (cut,)) == expected, cut
+
+
+def test_bom_file_entered_with_its_newline_count_gives_the_same_lines() -> None:
+    data = BOM + b'{"a":1}\n\n{"b":22}\n'
+    expected = _expected(data[len(BOM) :])
+    for cut in range(1, len(data)):
+        before = data[:cut].count(b"\n")
+        first = list(iter_lines(io.BytesIO(data), 0, cut, newlines_before=0))
+        second = list(iter_lines(io.BytesIO(data), cut, None, newlines_before=before))
+        assert first + second == expected, cut
+
+
+def test_bom_is_skipped_from_a_stream_that_reads_one_byte_at_a_time() -> None:
+    data = BOM + b"a\nbb\n"
+    lines = list(iter_lines(cast(IO[bytes], _Trickle(data)), 0, None))
+    assert lines == [(1, b"a"), (2, b"bb")]
+
+
+@pytest.mark.parametrize("start", [BOM[:1], BOM[:2], b"\xbb\xbf", b" " + BOM])
+def test_anything_short_of_a_whole_leading_bom_is_kept(start: bytes) -> None:
+    lines = list(iter_lines(io.BytesIO(start + b"a\n"), 0, None))
+    assert lines == [(1, start + b"a")]
+
+
+def test_file_of_only_a_bom_holds_no_line() -> None:
+    assert list(iter_lines(io.BytesIO(BOM), 0, None)) == []

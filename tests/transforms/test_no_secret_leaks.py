@@ -1,0 +1,239 @@
+"""The privacy rule holds for all inputs: a card number or the payer's CPR injected anywhere in
+an event, in any form, is never recoverable from any output value of `process_block`.
+
+Generated classes (hypothesis): each channel's valid event; a random Luhn-valid 13-19 digit
+card number and the event's own CPR; injected into a known free-text or identifier field, an
+unknown extra field, a nested object or an array (split into groups over its elements); in
+plain form, in groups joined by any of a dozen separators (Unicode spaces, dots, slashes…), in
+five digit scripts, as JSON `\\u` escapes; the JSON optionally broken (cut short, a brace
+dropped, an invalid UTF-8 byte).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.catalogue import load_catalogue
+from tests.samples import TEST_KEY
+from transforms.blocks import BlockResult, RunContext, process_block
+from transforms.normalise import Normaliser
+from transforms.privacy import Pseudonymiser, decode_json_escapes
+from transforms.rawblock import RawBlock
+
+CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run-leaks", 0)
+
+EVENTS: dict[str, dict[str, Any]] = {
+    "portal": {
+        "channel": "portal",
+        "txn_id": "PTL-2017-181000123",
+        "service": {"code": "GDT-FINE", "entity": "GDT"},
+        "amount_fils": 12500,
+        "currency": "BHD",
+        "status": "PAID",
+        "paid_at": "2017-06-30T21:15:03+03:00",
+        "payer": {"cpr": "850101234"},
+        "method": "DEBIT_CARD",
+        "gateway_ref": "BNF8823410",
+    },
+    "mobile_app": {
+        "channel": "mobile_app",
+        "event_id": "3f0c2a9e-6c1b-4d3e-9a51-0b7d5f9e2c11",
+        "app": {"id": "traffic", "version": "4.2.1", "os": "ios"},
+        "service_code": "GDT-FINE",
+        "payment": {
+            "amount": "12.500",
+            "currency": "BHD",
+            "method": "APPLE_PAY",
+            "outcome": "success",
+        },
+        "ts": 1498846503123,
+        "user": {"cpr": "850101234"},
+    },
+    "kiosk": {
+        "channel": "kiosk",
+        "kiosk_id": "KSK-017",
+        "seq": 40213,
+        "site": "Isa Town",
+        "service": "VEH-REG-RENEW",
+        "amount": "25.000",
+        "local_time": "2017-06-30 21:15:03",
+        "result": "OK",
+        "card": "************1234",
+        "cpr": "850101234",
+    },
+}
+# Where a secret can go: (path of keys) per channel. Free text and identifiers that are
+# written, fields that are not, unknown extras, nested objects.
+TARGETS: dict[str, list[tuple[str, ...]]] = {
+    "portal": [("txn_id",), ("gateway_ref",), ("service", "entity"), ("note",), ("x", "y")],
+    "mobile_app": [("event_id",), ("app", "version"), ("app", "id"), ("note",), ("x", "y")],
+    "kiosk": [("site",), ("kiosk_id",), ("card",), ("note",), ("x", "y"), ("service",)],
+}
+SEPARATORS = [" ", "-", ".", "/", "\u00a0", "\u2009", "\u3000", "\u202f", "_", " - ", ", ", "\t"]
+DIGIT_ZEROS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]  # ASCII, Arabic-Indic, Persian, Devanagari, FW
+
+
+def _luhn_complete(body: str) -> str:
+    total = 0
+    for position, char in enumerate(reversed(body)):
+        value = int(char)
+        if position % 2 == 0:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return body + str((10 - total % 10) % 10)
+
+
+cards = st.integers(13, 19).flatmap(
+    lambda n: st.text("0123456789", min_size=n - 1, max_size=n - 1).map(_luhn_complete)
+)
+cprs = st.text("0123456789", min_size=9, max_size=9)
+
+
+IDENTIFIER_FIELDS = {"txn_id", "event_id", "kiosk_id"}
+
+
+@st.composite
+def written_forms(draw: st.DrawFn, digits: str, identifier: bool) -> tuple[Any, bool]:
+    """(JSON value carrying the digits, whether to write them as \\u escapes).
+
+    In an identifier, a card is grouped as people write one (three or more groups of at most
+    six digits): a portal id is 13 digits in two groups, a UUID 8-4-4 (transforms.privacy).
+    """
+    zero = draw(st.sampled_from(DIGIT_ZEROS))
+    scripted = "".join(chr(zero + int(d)) for d in digits)
+    if identifier:
+        cuts = list(range(4, len(digits), 4))  # 4-4-4-4(-3)
+    else:
+        cuts = sorted(draw(st.sets(st.integers(1, len(digits) - 1), max_size=5)))
+    groups = [scripted[a:b] for a, b in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    form = draw(st.sampled_from(["plain", "grouped", "array", "number", "in_text"]))
+    escaped = draw(st.booleans())
+    if form == "grouped":
+        return draw(st.sampled_from(SEPARATORS)).join(groups), escaped
+    if form == "array":
+        return groups, escaped
+    if form == "number" and zero == 0x30 and digits[0] != "0":
+        return int(digits), False
+    if form == "in_text":
+        return f"paid by {scripted} at the counter", escaped
+    return scripted, escaped
+
+
+def _set(event: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = event
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[path[-1]] = value
+
+
+def _escape_digits(text: str) -> str:
+    """Every digit (any script) inside the JSON strings of `text` written as a \\u escape."""
+    return re.sub(
+        r'"(?:[^"\\]|\\.)*"',
+        lambda s: re.sub(r"\d", lambda m: f"\\u{ord(m.group(0)):04x}", s.group(0)),
+        text,
+    )
+
+
+@st.composite
+def poisoned_events(draw: st.DrawFn) -> tuple[bytes, str, str]:
+    channel = draw(st.sampled_from(sorted(EVENTS)))
+    event = json.loads(json.dumps(EVENTS[channel]))
+    card, cpr = draw(cards), draw(cprs)
+    for key in ("payer", "user"):
+        if key in event:
+            event[key]["cpr"] = cpr
+    if "cpr" in event:
+        event["cpr"] = cpr
+    escapes = False
+    for secret in draw(st.sampled_from([[card], [cpr], [card, cpr]])):
+        target = draw(st.sampled_from(TARGETS[channel]))
+        value, escaped = draw(written_forms(secret, target[-1] in IDENTIFIER_FIELDS))
+        _set(event, target, value)
+        escapes = escapes or escaped
+    if escapes:
+        text = _escape_digits(json.dumps(event, ensure_ascii=False))
+    else:
+        text = json.dumps(event, ensure_ascii=draw(st.booleans()))
+    payload = text.encode()
+    damage = draw(st.sampled_from(["none", "none", "cut", "brace", "utf8"]))
+    if damage == "cut":
+        payload = payload[: draw(st.integers(1, len(payload) - 1))]
+    elif damage == "brace":
+        payload = payload[:-1]
+    elif damage == "utf8":
+        at = draw(st.integers(0, len(payload)))
+        payload = payload[:at] + b"\xff" + payload[at:]
+    # A CPR is the event's only while its CPR field is there: a cut may remove it, and then a
+    # 9-digit identifier is an identifier.
+    cpr_field = f'"cpr": "{cpr}"'
+    kept_cpr = (
+        cpr if cpr_field in _ascii(decode_json_escapes(payload.decode(errors="replace"))) else ""
+    )
+    return payload, card, kept_cpr
+
+
+def _ascii(text: str) -> str:
+    return re.sub(r"\d", lambda m: str(int(m.group(0))), text)
+
+
+def _normalised(text: str) -> str:
+    """An output value as a reader could read it: escapes decoded, digits in ASCII,
+    separators between digits removed."""
+    return re.sub(r"[\W_]+", "", _ascii(decode_json_escapes(text)))
+
+
+def _string_values(table: pa.Table) -> list[str]:
+    values: list[str] = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_string(field.type):
+            values.extend(v for v in column.to_pylist() if v is not None)
+    return values
+
+
+def _assert_not_recoverable(result: BlockResult, *secrets: str) -> None:
+    for value in _string_values(result.accepted) + _string_values(result.rejected):
+        readable = _normalised(value)
+        for secret in filter(None, secrets):
+            assert secret not in readable, f"secret recoverable from {value!r}"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(poisoned_events())
+def test_no_injected_secret_is_recoverable_from_any_output_value(
+    case: tuple[bytes, str, str],
+) -> None:
+    payload, card, cpr = case
+    result = process_block(RawBlock("landing/x.jsonl", [payload], line_numbers=[1]), CTX)
+    assert result.accepted.num_rows + result.rejected.num_rows == 1
+    _assert_not_recoverable(result, card, cpr)
+
+
+@settings(max_examples=100, deadline=None)
+@given(poisoned_events())
+def test_no_injected_secret_is_recoverable_from_a_streaming_block(
+    case: tuple[bytes, str, str],
+) -> None:
+    payload, card, cpr = case
+    result = process_block(
+        RawBlock("projects/p/subscriptions/s", [payload], message_ids=["1"]), CTX
+    )
+    assert result.accepted.num_rows + result.rejected.num_rows == 1
+    _assert_not_recoverable(result, card, cpr)
+
+
+@pytest.mark.parametrize("channel", sorted(EVENTS))
+def test_an_event_without_secrets_elsewhere_is_accepted(channel: str) -> None:
+    payload = json.dumps(EVENTS[channel]).encode()
+    result = process_block(RawBlock("landing/x.jsonl", [payload], line_numbers=[1]), CTX)
+    assert result.accepted.num_rows == 1
