@@ -21,6 +21,9 @@ class SchemaMappingError(TypeError):
     """A model field whose Arrow type would be ambiguous or lossy."""
 
 
+_DECIMAL128_DIGITS = 38
+
+
 def _decimal_type(name: str, info: FieldInfo) -> pa.DataType:
     digits = places = None
     for meta in info.metadata:
@@ -30,6 +33,9 @@ def _decimal_type(name: str, info: FieldInfo) -> pa.DataType:
             places = meta.decimal_places
     if digits is None or places is None:
         raise SchemaMappingError(f"{name}: a Decimal needs max_digits and decimal_places")
+    if digits > _DECIMAL128_DIGITS:
+        # decimal256 is exact in Parquet, but DuckDB reads a decimal over 38 digits as DOUBLE.
+        raise SchemaMappingError(f"{name}: max_digits {digits} exceeds decimal128's 38")
     return pa.decimal128(digits, places)
 
 

@@ -7,12 +7,18 @@ from decimal import Decimal
 
 CURRENCY = "BHD"
 FILS_PER_DINAR = 1000
-# decimal(18,3): 15 integer digits. Anything larger cannot be stored exactly, so it is refused.
-MAX_FILS = 10**18 - 1
+# The largest single payment: 999,999,999.999 BHD (9 integer digits). Bahrain's government
+# e-payments for a whole year come to about 500 million BHD, so one payment above ~1 billion
+# BHD is a producer error, refused as INVALID_AMOUNT. The cap is far below the decimal(18,3)
+# payment column and keeps any sum of fewer than 9 million payments within int64; sums are
+# exact anyway (decimal(38,3) aggregates, Python-int manifest figures).
+MAX_FILS = 10**12 - 1
+MAX_INTEGER_DIGITS = len(str(MAX_FILS // FILS_PER_DINAR))  # 9
 
 # Digits, optionally a point and one to three digits. No sign, exponent, NaN or Infinity: each
 # of those is an error in a payment amount, and a fourth decimal must never be rounded away.
-_AMOUNT_TEXT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,3}))?")  # ASCII digits only
+# Its integer digits are counted without leading zeros against MAX_INTEGER_DIGITS.
+_AMOUNT_TEXT = re.compile(r"([0-9]+)(?:\.([0-9]{1,3}))?")  # ASCII digits only
 
 
 class AmountError(ValueError):
@@ -34,16 +40,22 @@ def fils_from_text(text: str) -> int:
                 "INVALID_AMOUNT", f"amount {text!r} has more than 3 decimals (BHD has 3)"
             )
         raise AmountError("INVALID_AMOUNT", f"amount {text!r} is not a decimal number like 12.500")
-    whole, frac = match.group(1), match.group(2) or ""
+    whole, frac = match.group(1).lstrip("0") or "0", match.group(2) or ""
+    if len(whole) > MAX_INTEGER_DIGITS:
+        # Refused before int(): a thousand-digit string must not cost a big-number conversion.
+        raise AmountError("INVALID_AMOUNT", f"amount {text!r} exceeds {format_bhd(MAX_FILS)} BHD")
     return check_fils(int(whole) * FILS_PER_DINAR + int(frac.ljust(3, "0")))
 
 
 def check_fils(fils: int) -> int:
-    """The same fils if positive and storable as decimal(18,3); otherwise an AmountError."""
+    """The same fils if positive and at most MAX_FILS; otherwise an AmountError."""
     if fils <= 0:
         raise AmountError("NON_POSITIVE_AMOUNT", f"amount of {fils} fils is not positive")
     if fils > MAX_FILS:
-        raise AmountError("INVALID_AMOUNT", f"amount of {fils} fils exceeds decimal(18,3)")
+        raise AmountError(
+            "INVALID_AMOUNT",
+            f"amount of {fils} fils exceeds the largest payment, {format_bhd(MAX_FILS)} BHD",
+        )
     return fils
 
 

@@ -78,7 +78,9 @@ PAYMENT_PARTITION_KEYS: tuple[str, ...] = ("channel", "event_date")
 
 
 Count = Annotated[int, Field(ge=0)]
-AmountSum = Annotated[Decimal, Field(max_digits=18, decimal_places=3, ge=0)]
+# decimal(38,3), the widest decimal128: a sum of payments needs more digits than one payment
+# (decimal(18,3)), and 35 integer digits hold any number of payments at MAX_FILS exactly.
+AmountSum = Annotated[Decimal, Field(max_digits=38, decimal_places=3, ge=0)]
 
 
 class StatusAggregate(BaseModel):

@@ -10,40 +10,52 @@ touched and keeps the others (`merge_month`).
 from __future__ import annotations
 
 from datetime import date
+from decimal import Context, Decimal, Inexact, Rounded
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import arrow_schema, payment_partition_schema
 from schemas.records import ServiceAggregate, StatusAggregate
-from transforms.columnar import decimal_from_fils, fils_from_decimal
 
 AGGREGATE_INPUT_COLUMNS = ["service_code", "service_name_en", "status", "amount"]
 STATUS_SCHEMA = arrow_schema(StatusAggregate)
 SERVICE_SCHEMA = arrow_schema(ServiceAggregate)
+# decimal(38,3), the type of every aggregate amount (`AmountSum`). Sums are 128-bit decimal
+# additions, not int64 fils: exact for any number of rows this product will see (decimal(38,3)
+# holds 10**35 BHD), where int64 wraps, silently and negative, after 9.2 million payments of
+# MAX_FILS. Python ints (`fils_of`) carry them on to the manifest and the live figures.
+SUM_TYPE: pa.DataType = STATUS_SCHEMA.field("amount").type
+_EXACT = Context(prec=38, traps=[Inexact, Rounded])
+
+
+def sums(rows: pa.Table, keys: list[str]) -> pa.Table:
+    """Rows counted and their `amount` summed exactly per distinct `keys`, sorted by them:
+    columns `keys`, `payments` (int64) and `amount` (SUM_TYPE, decimal(38,3))."""
+    # Arrow adds decimal128 values as 128-bit integers, whatever their declared precision, and
+    # types the sum decimal(38,s): the decimal(18,3) amounts are summed as they are, as fast as
+    # int64 fils were (casting them to decimal(38,3) first would cost a third more). The cast
+    # of the few sums pins their type whatever the pyarrow version.
+    work = rows.select([*keys, "amount"])
+    grouped = (
+        work.group_by(keys, use_threads=False)
+        .aggregate([("amount", "count"), ("amount", "sum")])
+        .sort_by([(k, "ascending") for k in keys])
+    )
+    amounts = grouped["amount_sum"].cast(SUM_TYPE)
+    return pa.Table.from_arrays(
+        [*(grouped[k] for k in keys), grouped["amount_count"], amounts],
+        names=[*keys, "payments", "amount"],
+    )
+
+
+def fils_of(amount: Decimal) -> int:
+    """Exact integer fils of a BHD amount with at most three decimals (a sum, a payment)."""
+    return int(amount.scaleb(3, _EXACT))
 
 
 def _grouped(rows: pa.Table, keys: list[str], schema: pa.Schema) -> pa.Table:
-    work = rows.select(keys).append_column(
-        "fils", pa.array(fils_from_decimal(rows["amount"]), pa.int64())
-    )
-    grouped = (
-        work.group_by(keys, use_threads=False)
-        .aggregate([("fils", "count"), ("fils", "sum")])
-        .sort_by([(k, "ascending") for k in keys])
-    )
-    columns = {k: grouped[k] for k in keys}
-    columns["payments"] = grouped["fils_count"]
-    columns["amount"] = decimal_from_fils(grouped["fils_sum"].to_numpy())
-    return pa.Table.from_arrays(
-        [
-            pa.array(columns[f.name], f.type)
-            if not isinstance(columns[f.name], pa.ChunkedArray)
-            else columns[f.name].cast(f.type)
-            for f in schema
-        ],
-        schema=schema,
-    )
+    return sums(rows, keys).select(schema.names).cast(schema)
 
 
 def by_status(rows: pa.Table) -> pa.Table:
@@ -96,7 +108,9 @@ def merge_month(existing: pa.Table, fresh: pa.Table) -> pa.Table:
         existing["event_date"].cast(pa.string()), existing["channel"], "|"
     )
     kept = existing.filter(pc.invert(pc.is_in(keys, value_set=touched.combine_chunks())))
-    merged = pa.concat_tables([kept, fresh.cast(existing.schema)])
+    # A month file written before the amounts were decimal(38,3) is widened, never the
+    # fresh figures narrowed: the file is rewritten in the current schema.
+    merged = pa.concat_tables([kept.cast(fresh.schema), fresh])
     order = [
         (name, "ascending") for name in merged.column_names if name not in ("payments", "amount")
     ]

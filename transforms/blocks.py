@@ -20,7 +20,7 @@ from schemas.records import SCHEMA_VERSION
 from transforms import stats as st
 from transforms.columnar import constant, decimal_from_fils
 from transforms.normalise import NormalisedPayment, Normaliser, payer_cpr
-from transforms.privacy import Strength, event_secrets, redact_raw, redact_text
+from transforms.privacy import Strength, event_secrets, raw_text, redact_raw, redact_text
 from transforms.rawblock import RawBlock
 from transforms.scanner import screen_accepted
 from transforms.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
@@ -126,7 +126,7 @@ def _redacted_columns(
     carries are masked wherever they recur; identifiers and reasons keep their digits
     otherwise (a rejected row must stay traceable, and a reason keeps the model's bounds).
     """
-    secrets = event_secrets(payload.decode("utf-8", "replace"))
+    secrets = event_secrets(raw_text(payload))
     claimed_channel, claimed_id = claimed_identity(payload)
     channel = rejection.channel or claimed_channel
     event_id = rejection.event_id or claimed_id

@@ -29,8 +29,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from schemas.enums import RejectCode
 from schemas.timekeeping import bahrain_day
 from transforms import stats as st
+from transforms.aggregate import fils_of, sums
 from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock, decode_ipc, fils_from_decimal, plain_ipc
+from transforms.columnar import ArrowBlock, decode_ipc, plain_ipc
 from transforms.dedup import RecentIds, against_recent, conflict_rejections
 
 DEFAULT_WINDOW_SECONDS = 60
@@ -64,16 +65,18 @@ def live_partials(table: pa.Table, window_seconds: int) -> Iterator[TimestampedV
     micros = table["occurred_at"].cast(pa.int64()).to_numpy()
     width = window_seconds * 1_000_000
     starts = pa.array(micros - micros % width, pa.int64())
-    fils = pa.array(fils_from_decimal(table["amount"]), pa.int64())
     keyed = pa.table(
-        {"start": starts, "channel": table["channel"], "status": table["status"], "fils": fils}
+        {
+            "start": starts,
+            "channel": table["channel"],
+            "status": table["status"],
+            "amount": table["amount"],
+        }
     )
-    sums = keyed.group_by(["start", "channel", "status"], use_threads=False).aggregate(
-        [("fils", "sum"), ("fils", "count")]
-    )
-    for row in sums.to_pylist():
+    # Exact decimal(38,3) sums taken as Python ints: no int64 fils to wrap around.
+    for row in sums(keyed, ["start", "channel", "status"]).to_pylist():
         payment = LivePayment(
-            row["channel"], row["status"], row["fils_sum"], row["start"], row["fils_count"]
+            row["channel"], row["status"], fils_of(row["amount"]), row["start"], row["payments"]
         )
         yield TimestampedValue(payment, row["start"] / 1_000_000)
 

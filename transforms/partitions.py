@@ -17,8 +17,7 @@ import pyarrow as pa
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
 from transforms import stats as st
-from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, keyed
-from transforms.columnar import fils_from_decimal
+from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.dedup import CONTENT_COLUMNS, Deduplicated, against_existing
 from transforms.storage import list_files, read_parquet, write_parquet
 
@@ -105,9 +104,7 @@ def write_partition(
 def accepted_stats(channel: str, rows: pa.Table) -> st.Stats:
     """The accepted count and amounts per status of rows written for a channel."""
     stats: st.Stats = Counter({st.accepted_key(channel): rows.num_rows})
-    amounts = pa.table({"status": rows["status"], "fils": fils_from_decimal(rows["amount"])})
-    for row in (
-        amounts.group_by("status", use_threads=False).aggregate([("fils", "sum")]).to_pylist()
-    ):
-        stats[st.accepted_fils_key(channel, row["status"])] += row["fils_sum"]
+    # Summed as decimal(38,3), then taken as Python ints: exact, however many rows.
+    for row in sums(rows, ["status"]).to_pylist():
+        stats[st.accepted_fils_key(channel, row["status"])] += fils_of(row["amount"])
     return stats

@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 _MIN_KEY_BYTES = 16
 _REDACTED_RAW_MAX_CHARS = 2048
@@ -103,6 +104,7 @@ _ESCAPE = re.compile(
     re.S,
 )
 _MAX_DECODES = 8
+_REPLACEMENT = "\ufffd"
 _KEEP_ESCAPED = frozenset('"\\') | frozenset(chr(c) for c in range(0x20))
 # A date or date-time as systems write them: never a card number or a CPR, whatever Luhn says.
 _DATE_TIME = re.compile(
@@ -198,24 +200,52 @@ class Finding:
     length: int = 16  # digits of a card number: its mask keeps the shape, not the digits
 
 
-def _chains(view: str) -> Iterable[list[re.Match[str]]]:
-    """Maximal sequences of digit runs joined only by non-alphanumeric separators."""
-    chain: list[re.Match[str]] = []
-    for run in _DIGIT_RUN.finditer(view):
-        if chain and _SEPARATOR.fullmatch(view, chain[-1].end(), run.start()) is None:
-            yield chain
-            chain = []
+class _Run(NamedTuple):
+    """A group of digits: its span, its digits in ASCII, and where each digit is."""
+
+    start: int
+    end: int
+    digits: str
+    offsets: tuple[int, ...]
+
+
+def _run_of(match: re.Match[str]) -> _Run:
+    text = match.group(0)
+    digits = text if text.isascii() else "".join(str(int(c)) for c in text)
+    return _Run(match.start(), match.end(), digits, tuple(range(match.start(), match.end())))
+
+
+def _chains(view: str) -> Iterable[list[_Run]]:
+    """Maximal sequences of digit groups joined only by non-alphanumeric separators.
+
+    An invalid byte (decoded as U+FFFD) inside a run of digits does not split it: a card
+    number with a stray byte in it is still one number.
+    """
+    chain: list[_Run] = []
+    for match in _DIGIT_RUN.finditer(view):
+        run = _run_of(match)
+        if chain:
+            gap = view[chain[-1].end : run.start]
+            if gap and gap.strip(_REPLACEMENT) == "":
+                last = chain[-1]
+                chain[-1] = _Run(
+                    last.start, run.end, last.digits + run.digits, last.offsets + run.offsets
+                )
+                continue
+            if _SEPARATOR.fullmatch(gap) is None:
+                yield chain
+                chain = []
         chain.append(run)
     if chain:
         yield chain
 
 
 def _chain_findings(
-    text: str, chain: list[re.Match[str]], strength: Strength, secrets: Secrets | None
+    text: str, chain: list[_Run], strength: Strength, secrets: Secrets | None
 ) -> list[Finding]:
-    groups = ["".join(str(int(c)) for c in m.group(0)) for m in chain]
+    groups = [run.digits for run in chain]
     found: list[Finding] = []
-    start, end = chain[0].start(), chain[-1].end()
+    start, end = chain[0].start, chain[-1].end
     dated = _DATE_TIME.fullmatch(text, start, end) is not None
     if not dated and strength is not Strength.KNOWN_ONLY:
         found.extend(_pattern_findings(text, chain, groups, strength))
@@ -232,15 +262,15 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
 
 
 def _pattern_findings(
-    text: str, chain: list[re.Match[str]], groups: list[str], strength: Strength
+    text: str, chain: list[_Run], groups: list[str], strength: Strength
 ) -> list[Finding]:
     found: list[Finding] = []
     free = strength is Strength.FREE_TEXT
     for i, group in enumerate(groups):
         if len(group) > max(_CARD_DIGITS):
-            found.append(Finding(chain[i].start(), chain[i].end(), "digits", ""))
+            found.append(Finding(chain[i].start, chain[i].end, "digits", ""))
         elif free and len(group) == _CPR_DIGITS:
-            found.append(Finding(chain[i].start(), chain[i].end(), "cpr", ""))
+            found.append(Finding(chain[i].start, chain[i].end, "cpr", ""))
     for i in range(len(groups)):
         digits = ""
         for j in range(i, len(groups)):
@@ -253,25 +283,21 @@ def _pattern_findings(
             # 4-6-5) standing alone: a portal id's year and serial (4+9), a UUID's 8-4-4 or
             # 4-12 runs of decimal hex are not how anyone writes a card number.
             allowed = free or i == j
-            if not allowed and j - i >= 2 and _stands_alone(text, chain[i].start(), chain[j].end()):
+            if not allowed and j - i >= 2 and _stands_alone(text, chain[i].start, chain[j].end):
                 allowed = max(map(len, groups[i : j + 1])) <= _MAX_CARD_GROUP_IN_ID
             if allowed and len(digits) in _CARD_DIGITS and _luhn(digits):
                 found.append(
-                    Finding(chain[i].start(), chain[j].end(), "card", digits[-4:], len(digits))
+                    Finding(chain[i].start, chain[j].end, "card", digits[-4:], len(digits))
                 )
     if free and len(groups) in (2, 3) and sum(map(len, groups)) == _CPR_DIGITS:
-        found.append(Finding(chain[0].start(), chain[-1].end(), "cpr", ""))
+        found.append(Finding(chain[0].start, chain[-1].end, "cpr", ""))
     return found
 
 
-def _known_findings(
-    chain: list[re.Match[str]], groups: list[str], secrets: Secrets
-) -> list[Finding]:
+def _known_findings(chain: list[_Run], groups: list[str], secrets: Secrets) -> list[Finding]:
     """Every occurrence of the event's own secrets in the chain's digits, across separators."""
     joined = "".join(groups)
-    owner: list[int] = []  # digit index -> offset in the text
-    for match, group in zip(chain, groups, strict=True):
-        owner.extend(range(match.start(), match.start() + len(group)))
+    owner = [offset for run in chain for offset in run.offsets]  # digit index -> text offset
     found: list[Finding] = []
     for kind, values in (("cpr", secrets.cprs), ("card", secrets.cards)):
         for value in values:
@@ -292,7 +318,7 @@ def _text_findings(
         if starts:
             # A chain keeps the weakest strength any of its runs has: a chain reaching out of
             # an identifier into free text is free text.
-            kinds = {starts.get(m.start(), strength) for m in chain}
+            kinds = {starts.get(run.start, strength) for run in chain}
             chain_strength = strength if len(kinds) > 1 else next(iter(kinds))
         found.extend(_chain_findings(view, chain, chain_strength, secrets))
     return found
@@ -429,6 +455,13 @@ def raw_findings(text: str) -> list[Finding]:
     return _raw_findings(decode_json_escapes(text), None)
 
 
+def raw_text(payload: bytes) -> str:
+    """A payload as text for the rule: invalid bytes are left out, not replaced, so a byte
+    planted inside a number or a `\\u` escape cannot hide the digits around it (the reason
+    of an INVALID_UTF8 rejection says where the byte was)."""
+    return payload.decode("utf-8", "ignore")
+
+
 def redact_raw(payload: bytes, secrets: Secrets | None = None) -> str:
     """The raw event as text for the rejected output, with personal data removed.
 
@@ -438,7 +471,7 @@ def redact_raw(payload: bytes, secrets: Secrets | None = None) -> str:
     become a huge rejected row.
     """
     cut = len(payload) > _REDACTED_RAW_MAX_CHARS * 4
-    decoded = decode_json_escapes(payload[: _REDACTED_RAW_MAX_CHARS * 4].decode("utf-8", "replace"))
+    decoded = decode_json_escapes(raw_text(payload[: _REDACTED_RAW_MAX_CHARS * 4]))
     known = secrets if secrets is not None else event_secrets(decoded)
     redacted = _redacted(decoded, lambda t: _raw_findings(t, known))
     if cut:

@@ -3,6 +3,10 @@
 -- gs:// output root). Columns come from the Parquet files; partition columns from the Hive paths.
 -- Partitioned tables refuse a query without a filter on a partition column, so a query for one
 -- day or month reads that day's or month's files, not the whole history.
+-- Payment amounts are Parquet DECIMAL(18,3) and read as NUMERIC. Aggregate amounts are sums,
+-- DECIMAL(38,3): 35 integer digits, more than NUMERIC's 29, so those tables allow BIGNUMERIC
+-- (without it BigQuery would still pick NUMERIC, its default for Parquet, and fail any query
+-- reading a sum beyond NUMERIC's range instead of returning it).
 -- Only committed files are ever under these folders (runs stage under _staging/), but on GCS a
 -- commit copies file by file: trust a run's rows once runs/<run_id>/_SUCCESS exists.
 
@@ -33,7 +37,8 @@ OPTIONS (
   format = 'PARQUET',
   uris = ['${LAKE}/aggregates/by_status/*'],
   hive_partition_uri_prefix = '${LAKE}/aggregates/by_status',
-  require_hive_partition_filter = true
+  require_hive_partition_filter = true,
+  decimal_target_types = ['NUMERIC', 'BIGNUMERIC']
 );
 
 CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.aggregates_by_service`
@@ -44,5 +49,6 @@ OPTIONS (
   format = 'PARQUET',
   uris = ['${LAKE}/aggregates/by_service/*'],
   hive_partition_uri_prefix = '${LAKE}/aggregates/by_service',
-  require_hive_partition_filter = true
+  require_hive_partition_filter = true,
+  decimal_target_types = ['NUMERIC', 'BIGNUMERIC']
 );

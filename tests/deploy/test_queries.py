@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.options import KEY_ENV
 from schemas import layout
-from schemas.arrow import payment_partition_schema
+from schemas.arrow import payment_partition_schema, payment_schema
 from tests.pipelines.helpers import make_landing, run_batch
 from tests.samples import TEST_KEY
+from transforms.aggregate import month_schema
 
 SQL = Path(__file__).parents[2] / "deploy" / "sql"
 BIGQUERY_TYPES = {"string": "STRING", "date32[day]": "DATE"}
+# BigQuery NUMERIC: 38 digits, 9 of them decimals; wider decimals need BIGNUMERIC.
+NUMERIC_INTEGER_DIGITS, NUMERIC_SCALE = 29, 9
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,16 @@ def bigquery_tables() -> dict[str, ExternalTable]:
 def option(table: ExternalTable, name: str) -> str | None:
     found = re.search(rf"\b{name} = ([^,\n]+)", table.options)
     return found.group(1).strip().strip("'") if found else None
+
+
+def decimal_target_types(table: ExternalTable) -> set[str] | None:
+    found = re.search(r"\bdecimal_target_types = \[([^\]]*)\]", table.options)
+    return {t.strip().strip("'") for t in found.group(1).split(",")} if found else None
+
+
+def fits_numeric(decimal: pa.Decimal128Type) -> bool:
+    integer_digits = decimal.precision - decimal.scale
+    return integer_digits <= NUMERIC_INTEGER_DIGITS and decimal.scale <= NUMERIC_SCALE
 
 
 def lake_files(lake: Lake) -> list[str]:
@@ -189,3 +206,54 @@ def test_bigquery_hive_paths_hold_exactly_the_partition_columns(lake: Lake) -> N
         for path in fnmatch.filter(files, f"{relative}/*"):
             directories = path.removeprefix(f"{relative}/").split("/")[:-1]
             assert [d.split("=", 1)[0] for d in directories] == keys, path
+
+
+def test_duckdb_aggregate_amounts_are_decimal_38_3(duck: duckdb.DuckDBPyConnection) -> None:
+    for view in ("aggregates_by_status", "aggregates_by_service"):
+        types = {column: kind for column, kind, *_ in duck.sql(f"describe {view}").fetchall()}
+        assert types["amount"] == "DECIMAL(38,3)", view
+
+
+def test_duckdb_aggregates_read_a_month_written_with_decimal_18_3(
+    lake: Lake, tmp_path: Path
+) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(lake.root, root)
+    old, wide = month_schema("by_status"), month_schema("by_status")
+    old = old.set(
+        old.get_field_index("amount"), old.field("amount").with_type(pa.decimal128(18, 3))
+    )
+    row = {"channel": "portal", "event_date": date(2017, 1, 1), "status": "SUCCESS", "payments": 1}
+    for month, schema, amount in [
+        ("2017-01", old, Decimal("1.000")),  # first by name: its schema must not be the view's
+        ("2017-12", wide, Decimal("99999999999999999999.000")),  # a sum beyond decimal(18,3)
+    ]:
+        path = Path(layout.aggregate_path(str(root), "by_status", month))
+        path.parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([{**row, "amount": amount}], schema=schema), path)
+    connection = duckdb.connect()
+    connection.execute("SET VARIABLE lake = ?", [str(root)])
+    connection.execute((SQL / "duckdb_views.sql").read_text())
+    amounts = connection.sql(
+        "select month, amount from aggregates_by_status where month in ('2017-01', '2017-12')"
+        " order by month"
+    ).fetchall()
+    assert amounts == [
+        ("2017-01", Decimal("1.000")),
+        ("2017-12", Decimal("99999999999999999999.000")),
+    ]
+
+
+def test_bigquery_aggregate_amounts_need_and_get_bignumeric() -> None:
+    for kind in layout.AGGREGATE_KINDS:
+        amount = month_schema(kind).field("amount").type
+        assert not fits_numeric(amount), kind
+        assert decimal_target_types(bigquery_tables()[f"aggregates_{kind}"]) == {
+            "NUMERIC",
+            "BIGNUMERIC",
+        }, kind
+
+
+def test_bigquery_payment_amounts_fit_numeric() -> None:
+    assert fits_numeric(payment_schema().field("amount").type)
+    assert decimal_target_types(bigquery_tables()["payments"]) in (None, {"NUMERIC"})

@@ -21,6 +21,7 @@ from schemas.arrow import (
     payment_schema,
     rejected_schema,
 )
+from schemas.records import ServiceAggregate, StatusAggregate
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -69,6 +70,25 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("ingested_at", UTC_US, nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.int64(), nullable=False),
+    ]
+)
+
+# Aggregate amounts are sums of many payments: decimal(38,3), wider than a payment's (18,3).
+STATUS_AGGREGATE_SCHEMA = pa.schema(
+    [
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("payments", pa.int64(), nullable=False),
+        pa.field("amount", pa.decimal128(38, 3), nullable=False),
+    ]
+)
+
+SERVICE_AGGREGATE_SCHEMA = pa.schema(
+    [
+        pa.field("service_code", pa.string(), nullable=False),
+        pa.field("service_name_en", pa.string(), nullable=True),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("payments", pa.int64(), nullable=False),
+        pa.field("amount", pa.decimal128(38, 3), nullable=False),
     ]
 )
 
@@ -129,6 +149,10 @@ class WholeDecimal(BaseModel):
     fee: Annotated[Decimal, Field(max_digits=10, decimal_places=0)]
 
 
+class WiderThanDecimal128(BaseModel):
+    fee: Annotated[Decimal, Field(max_digits=39, decimal_places=3)]
+
+
 class NaiveDatetime(BaseModel):
     at: datetime
 
@@ -148,6 +172,21 @@ def test_payment_schema_is_pinned_exactly() -> None:
 def test_amount_is_decimal_18_3_not_null() -> None:
     field = payment_schema().field("amount")
     assert field.type == pa.decimal128(18, 3)
+    assert not field.nullable
+
+
+def test_status_aggregate_schema_is_pinned_exactly() -> None:
+    assert arrow_schema(StatusAggregate).equals(STATUS_AGGREGATE_SCHEMA, check_metadata=True)
+
+
+def test_service_aggregate_schema_is_pinned_exactly() -> None:
+    assert arrow_schema(ServiceAggregate).equals(SERVICE_AGGREGATE_SCHEMA, check_metadata=True)
+
+
+@pytest.mark.parametrize("model", [StatusAggregate, ServiceAggregate])
+def test_aggregate_amount_is_decimal_38_3_not_null(model: type[BaseModel]) -> None:
+    field = arrow_schema(model).field("amount")
+    assert field.type == pa.decimal128(38, 3)
     assert not field.nullable
 
 
@@ -211,6 +250,11 @@ def test_decimal_with_zero_places_maps_to_scale_zero() -> None:
     assert arrow_schema(WholeDecimal).field("fee").type == pa.decimal128(10, 0)
 
 
+def test_decimal_wider_than_38_digits_is_refused() -> None:
+    with pytest.raises(SchemaMappingError, match="38"):
+        arrow_schema(WiderThanDecimal128)
+
+
 def test_naive_datetime_is_refused() -> None:
     with pytest.raises(SchemaMappingError, match="naive"):
         arrow_schema(NaiveDatetime)
@@ -252,4 +296,12 @@ def test_amount_survives_parquet_exactly(tmp_path: Path) -> None:
     rows = [{**PAYMENT_ROW, "amount": amount} for amount in amounts]
     path = tmp_path / "amounts.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=payment_schema()), path)
+    assert pq.read_table(path, columns=["amount"])["amount"].to_pylist() == amounts
+
+
+def test_aggregate_amount_of_35_integer_digits_survives_parquet_exactly(tmp_path: Path) -> None:
+    amounts = [Decimal("0.000"), Decimal("99999999999999999999999999999999999.999")]
+    rows = [{"status": "SUCCESS", "payments": 1, "amount": amount} for amount in amounts]
+    path = tmp_path / "aggregate.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(StatusAggregate)), path)
     assert pq.read_table(path, columns=["amount"])["amount"].to_pylist() == amounts

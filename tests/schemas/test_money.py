@@ -1,11 +1,15 @@
-"""schemas.money: BHD amounts are exact fils with three decimals, positive, within decimal(18,3)."""
+"""schemas.money: BHD amounts are exact fils with three decimals, positive, at most MAX_FILS."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from typing import Any
 
+import orjson
 import pytest
 
+from schemas.enums import RejectCode
 from schemas.money import (
     CURRENCY,
     MAX_FILS,
@@ -15,8 +19,18 @@ from schemas.money import (
     fils_to_decimal,
     format_bhd,
 )
+from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT
+from transforms.validate import Rejection, parse_event
 
-LARGEST_AMOUNT_TEXT = "999999999999999.999"  # 15 integer digits, 3 decimals: decimal(18,3)
+LARGEST_AMOUNT_TEXT = "999999999.999"  # the largest single payment: 9 integer digits, 3 decimals
+ABOVE_LARGEST_TEXT = "1000000000.000"  # one fils more
+# Each channel's contract example and the path of its amount (integer fils on the portal,
+# decimal BHD text elsewhere).
+AMOUNT_FIELDS: dict[str, tuple[bytes, tuple[str, ...]]] = {
+    "portal": (PORTAL_EVENT, ("amount_fils",)),
+    "mobile_app": (MOBILE_EVENT, ("payment", "amount")),
+    "kiosk": (KIOSK_EVENT, ("amount",)),
+}
 
 
 def _code_of(text: str) -> str:
@@ -46,8 +60,37 @@ def test_decimal_text_gives_exact_fils(text: str, fils: int) -> None:
     assert fils_from_text(text) == fils
 
 
-def test_largest_decimal_18_3_amount_is_accepted() -> None:
+def test_largest_payment_is_999_999_999_999_bhd() -> None:
+    assert MAX_FILS == 999_999_999_999
+    assert format_bhd(MAX_FILS) == LARGEST_AMOUNT_TEXT
+
+
+def test_largest_payment_text_is_accepted() -> None:
     assert fils_from_text(LARGEST_AMOUNT_TEXT) == MAX_FILS
+
+
+def test_one_fils_above_the_largest_payment_text_is_invalid() -> None:
+    assert _code_of(ABOVE_LARGEST_TEXT) == "INVALID_AMOUNT"
+
+
+def test_ten_integer_digits_are_invalid() -> None:
+    assert _code_of("1000000000") == "INVALID_AMOUNT"
+
+
+def test_amount_above_the_largest_payment_reason_names_the_limit() -> None:
+    with pytest.raises(AmountError, match=re.escape("999999999.999 BHD")):
+        fils_from_text(ABOVE_LARGEST_TEXT)
+
+
+@pytest.mark.parametrize(
+    ("text", "fils"), [("0000000001.500", 1_500), ("000999999999.999", MAX_FILS)]
+)
+def test_leading_zeros_do_not_count_against_the_limit(text: str, fils: int) -> None:
+    assert fils_from_text(text) == fils
+
+
+def test_a_thousand_digit_amount_is_invalid() -> None:
+    assert _code_of("9" * 1000) == "INVALID_AMOUNT"
 
 
 @pytest.mark.parametrize("text", ["12.5000", "12.0001", "0.0001", "12.3456"])
@@ -114,7 +157,7 @@ def test_check_fils_refuses_zero_and_negative(fils: int) -> None:
     assert caught.value.code == "NON_POSITIVE_AMOUNT"
 
 
-def test_check_fils_refuses_beyond_decimal_18_3() -> None:
+def test_check_fils_refuses_beyond_the_largest_payment() -> None:
     with pytest.raises(AmountError) as caught:
         check_fils(MAX_FILS + 1)
     assert caught.value.code == "INVALID_AMOUNT"
@@ -158,3 +201,30 @@ def test_text_to_fils_to_decimal_round_trips(text: str) -> None:
 )
 def test_format_bhd_gives_three_decimals(fils: int, expected: str) -> None:
     assert format_bhd(fils) == expected
+
+
+def _event_with_amount(channel: str, fils: int) -> bytes:
+    base, path = AMOUNT_FIELDS[channel]
+    event = orjson.loads(base)
+    target: Any = event
+    for name in path[:-1]:
+        target = target[name]
+    target[path[-1]] = fils if channel == "portal" else format_bhd(fils)
+    return orjson.dumps(event)
+
+
+@pytest.mark.parametrize("channel", sorted(AMOUNT_FIELDS))
+def test_a_payment_of_max_fils_is_accepted_on_every_channel(channel: str) -> None:
+    outcome: Any = parse_event(_event_with_amount(channel, MAX_FILS))
+    assert not isinstance(outcome, Rejection), outcome
+    *parents, last = AMOUNT_FIELDS[channel][1]
+    for name in parents:
+        outcome = getattr(outcome, name)
+    assert (outcome[last] if isinstance(outcome, dict) else getattr(outcome, last)) == MAX_FILS
+
+
+@pytest.mark.parametrize("channel", sorted(AMOUNT_FIELDS))
+def test_a_payment_of_max_fils_plus_one_is_invalid_amount_on_every_channel(channel: str) -> None:
+    outcome = parse_event(_event_with_amount(channel, MAX_FILS + 1))
+    assert isinstance(outcome, Rejection)
+    assert outcome.code is RejectCode.INVALID_AMOUNT

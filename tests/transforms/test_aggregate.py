@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from schemas.arrow import arrow_schema, payment_schema
+from schemas.money import MAX_FILS, fils_to_decimal
 from schemas.records import ServiceAggregate, StatusAggregate
-from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, by_service, by_status
+from transforms.aggregate import (
+    AGGREGATE_INPUT_COLUMNS,
+    by_service,
+    by_status,
+    fils_of,
+    merge_month,
+    month_schema,
+)
+from transforms.columnar import decimal_from_fils
 
 INPUT_SCHEMA = pa.schema([payment_schema().field(name) for name in AGGREGATE_INPUT_COLUMNS])
 FINE = ("GDT-FINE", "Traffic violation fines")
@@ -23,8 +37,12 @@ ROWS = [
     (FINE, "REFUNDED", "0.100"),
     (RENEW, "FAILED", "30.000"),
     (UNKNOWN, "SUCCESS", "0.001"),
-    (RENEW, "SUCCESS", "999999999999.999"),
+    (RENEW, "SUCCESS", "999999999.999"),
 ]
+# The largest payment the contract accepts, and the largest a decimal(18,3) column can hold:
+# ten of the latter add up past int64 (9,223,372,036,854,775,807 fils).
+MAX_AMOUNT = fils_to_decimal(MAX_FILS)
+DECIMAL_18_3_MAX_FILS = 10**18 - 1
 
 
 def _table(rows: list[tuple[tuple[str, str | None], str, str]]) -> pa.Table:
@@ -50,7 +68,7 @@ def test_by_status_counts_and_sums_exactly() -> None:
     assert by_status(_table(ROWS)).to_pylist() == [
         {"status": "FAILED", "payments": 1, "amount": Decimal("30.000")},
         {"status": "REFUNDED", "payments": 1, "amount": Decimal("0.100")},
-        {"status": "SUCCESS", "payments": 5, "amount": Decimal("1000000000025.300")},
+        {"status": "SUCCESS", "payments": 5, "amount": Decimal("1000000025.300")},
     ]
 
 
@@ -65,7 +83,7 @@ def test_by_status_keeps_statuses_apart() -> None:
 def test_by_status_reads_sliced_and_chunked_input() -> None:
     table = pa.concat_tables([_table(ROWS).slice(1, 2), _table(ROWS).slice(3)])
     success = [r for r in by_status(table).to_pylist() if r["status"] == "SUCCESS"]
-    assert success == [{"status": "SUCCESS", "payments": 4, "amount": Decimal("1000000000025.200")}]
+    assert success == [{"status": "SUCCESS", "payments": 4, "amount": Decimal("1000000025.200")}]
 
 
 def test_by_status_of_an_empty_partition_is_empty() -> None:
@@ -113,7 +131,7 @@ def test_by_service_counts_and_sums_per_service_and_status() -> None:
             "service_name_en": "Vehicle registration renewal",
             "status": "SUCCESS",
             "payments": 2,
-            "amount": Decimal("1000000000024.999"),
+            "amount": Decimal("1000000024.999"),
         },
     ]
 
@@ -131,12 +149,8 @@ def test_by_service_of_an_empty_partition_is_empty() -> None:
     assert result.schema.equals(arrow_schema(ServiceAggregate))
 
 
-def _month(*rows: tuple[str, str, int]) -> pa.Table:
+def _month(*rows: tuple[str, str, int], schema: pa.Schema | None = None) -> pa.Table:
     """by_status month rows of (day, channel, payments), amount = payments BHD."""
-    from datetime import date
-
-    from transforms.aggregate import month_schema
-
     return pa.Table.from_pylist(
         [
             {
@@ -148,13 +162,11 @@ def _month(*rows: tuple[str, str, int]) -> pa.Table:
             }
             for day, channel, n in rows
         ],
-        schema=month_schema("by_status"),
+        schema=schema or month_schema("by_status"),
     )
 
 
 def test_merge_month_replaces_the_touched_partitions_and_keeps_the_others() -> None:
-    from transforms.aggregate import merge_month
-
     existing = _month(("2017-06-01", "portal", 5), ("2017-06-01", "kiosk", 1))
     fresh = _month(("2017-06-01", "portal", 7), ("2017-06-02", "portal", 3))
     merged = merge_month(existing, fresh)
@@ -164,3 +176,76 @@ def test_merge_month_replaces_the_touched_partitions_and_keeps_the_others() -> N
         ("2017-06-01", "portal"): 7,
         ("2017-06-02", "portal"): 3,
     }
+
+
+def _at(amounts_fils: list[int], status: str = "SUCCESS") -> pa.Table:
+    """Payments of FINE with these amounts, built from fils (exact, no Decimal objects)."""
+    n = len(amounts_fils)
+    return pa.Table.from_arrays(
+        [
+            pa.array([FINE[0]] * n),
+            pa.array([FINE[1]] * n),
+            pa.array([status] * n),
+            decimal_from_fils(amounts_fils),
+        ],
+        schema=INPUT_SCHEMA,
+    )
+
+
+def test_by_status_of_20_largest_payments_is_the_exact_positive_sum() -> None:
+    (row,) = by_status(_at([MAX_FILS] * 20)).to_pylist()
+    assert row["amount"] == 20 * MAX_AMOUNT == Decimal("19999999999.980")
+    assert row["amount"] > 0
+    assert row["payments"] == 20
+
+
+def test_by_service_of_20_largest_payments_is_the_exact_positive_sum() -> None:
+    (row,) = by_service(_at([MAX_FILS] * 20)).to_pylist()
+    assert row["amount"] == 20 * MAX_AMOUNT
+    assert row["amount"] > 0
+
+
+def test_by_status_sum_beyond_int64_is_exact() -> None:
+    (row,) = by_status(_at([DECIMAL_18_3_MAX_FILS] * 10)).to_pylist()
+    assert fils_of(row["amount"]) == 10 * DECIMAL_18_3_MAX_FILS > 2**63
+
+
+def test_by_service_sum_beyond_int64_is_exact() -> None:
+    (row,) = by_service(_at([DECIMAL_18_3_MAX_FILS] * 10)).to_pylist()
+    assert fils_of(row["amount"]) == 10 * DECIMAL_18_3_MAX_FILS
+
+
+def test_aggregate_sum_beyond_decimal_18_3_survives_parquet_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "aggregate.parquet"
+    pq.write_table(by_status(_at([DECIMAL_18_3_MAX_FILS] * 10)), path)
+    (amount,) = pq.read_table(path)["amount"].to_pylist()
+    assert amount == Decimal("9999999999999999.990")
+
+
+def test_fils_of_is_exact_for_38_digits() -> None:
+    assert fils_of(Decimal("99999999999999999999999999999999999.999")) == 10**38 - 1
+
+
+@given(hs.lists(hs.integers(min_value=1, max_value=MAX_FILS), min_size=1, max_size=200))
+def test_by_status_sum_is_the_exact_python_sum_of_any_payments(amounts: list[int]) -> None:
+    (row,) = by_status(_at(amounts)).to_pylist()
+    assert row["amount"] == fils_to_decimal(sum(amounts))
+    assert row["payments"] == len(amounts)
+
+
+@given(hs.lists(hs.integers(min_value=1, max_value=MAX_FILS), min_size=1, max_size=200))
+def test_by_service_sum_is_the_exact_python_sum_of_any_payments(amounts: list[int]) -> None:
+    (row,) = by_service(_at(amounts)).to_pylist()
+    assert row["amount"] == fils_to_decimal(sum(amounts))
+
+
+def test_merge_month_widens_a_month_written_with_decimal_18_3_amounts() -> None:
+    narrow = month_schema("by_status")
+    narrow = narrow.set(
+        narrow.get_field_index("amount"), narrow.field("amount").with_type(pa.decimal128(18, 3))
+    )
+    existing = _month(("2017-06-01", "kiosk", 1), schema=narrow)
+    fresh = _month(("2017-06-02", "portal", 3))
+    merged = merge_month(existing, fresh)
+    assert merged.schema.equals(month_schema("by_status"))
+    assert merged["amount"].to_pylist() == [Decimal(1), Decimal(3)]

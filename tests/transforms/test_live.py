@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -12,11 +13,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from schemas.arrow import payment_schema
 from schemas.catalogue import load_catalogue
+from schemas.money import MAX_FILS
 from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
 from transforms import stats as st
 from transforms.blocks import RunContext, process_block
-from transforms.columnar import ArrowBlock
+from transforms.columnar import ArrowBlock, decimal_from_fils
 from transforms.live import DeduplicateBlocks, LiveAggregates, LivePayment, live_partials
 from transforms.normalise import Normaliser
 from transforms.privacy import Pseudonymiser
@@ -217,3 +220,48 @@ def test_pre_summed_partials_add_up_payments_of_one_window_and_channel() -> None
     block = _rows(PORTAL_EVENT, other)
     partials = [(p.value.payments, p.value.amount_fils) for p in live_partials(block.table(), 60)]
     assert partials == [(2, 25_000)]
+
+
+# The largest amount a decimal(18,3) column holds: ten of them add up past int64.
+DECIMAL_18_3_MAX_FILS = 10**18 - 1
+
+
+def _payments_at_base(amounts_fils: list[int]) -> pa.Table:
+    """Accepted portal SUCCESS rows at BASE with these amounts: what live_partials reads."""
+    n = len(amounts_fils)
+    fields = [payment_schema().field(name) for name in ("channel", "status", "amount")]
+    return pa.Table.from_arrays(
+        [
+            pa.array([BASE * 1_000_000] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(["portal"] * n),
+            pa.array(["SUCCESS"] * n),
+            decimal_from_fils(amounts_fils),
+        ],
+        schema=pa.schema([pa.field("occurred_at", pa.timestamp("us", tz="UTC")), *fields]),
+    )
+
+
+def test_pre_summed_partials_of_20_largest_payments_are_the_exact_sum() -> None:
+    partials = [
+        (p.value.payments, p.value.amount_fils)
+        for p in live_partials(_payments_at_base([MAX_FILS] * 20), 60)
+    ]
+    assert partials == [(20, 20 * MAX_FILS)]
+
+
+def test_pre_summed_partials_beyond_int64_are_exact() -> None:
+    table = _payments_at_base([DECIMAL_18_3_MAX_FILS] * 10)
+    (partial,) = live_partials(table, 60)
+    assert partial.value.amount_fils == 10 * DECIMAL_18_3_MAX_FILS > 2**63
+
+
+def test_live_window_sum_beyond_int64_is_exact() -> None:
+    stream = (
+        TestStream()
+        .advance_watermark_to(BASE)
+        .add_elements([_at(0.1, fils=2**62), _at(0.2, fils=2**62), _at(0.3, fils=2**62)])
+        .advance_watermark_to_infinity()
+    )
+    with _streaming() as p:
+        figures = p | stream | LiveAggregates(early_firing_seconds=3600) | _figures()
+        assert_that(figures, equal_to([(0, "portal", 3, 3 * 2**62, "ON_TIME")]))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
+from schemas.arrow import payment_schema
+from schemas.money import MAX_FILS, format_bhd
 from schemas.records import SCHEMA_VERSION
+from transforms import stats as st
+from transforms.columnar import decimal_from_fils
 from transforms.manifest import RunInfo, build_manifest, summary_table
+from transforms.partitions import accepted_stats
 
 INFO = RunInfo(
     run_id="run-20170701",
@@ -179,3 +188,69 @@ def test_summary_table_shows_success_amount() -> None:
 def test_summary_table_says_whether_the_run_reconciles() -> None:
     assert summary_table(_manifest(BALANCED)).endswith(": yes")
     assert "NO" in summary_table(_manifest({**BALANCED, "read:kiosk": 3})).splitlines()[-1]
+
+
+# Ten of the largest amounts a decimal(18,3) column holds add up past int64.
+DECIMAL_18_3_MAX_FILS = 10**18 - 1
+STATUSES = ["SUCCESS", "FAILED", "CANCELLED", "REFUNDED"]
+
+
+def _accepted(payments: list[tuple[str, int]]) -> pa.Table:
+    """Accepted rows of (status, amount in fils): the columns accepted_stats reads."""
+    return pa.Table.from_arrays(
+        [pa.array([status for status, _ in payments]), decimal_from_fils([f for _, f in payments])],
+        schema=pa.schema([payment_schema().field("status"), payment_schema().field("amount")]),
+    )
+
+
+def _run_of(channel: str, payments: list[tuple[str, int]]) -> dict[str, int]:
+    """Stats of a run that read and accepted exactly these payments of one channel."""
+    return {**accepted_stats(channel, _accepted(payments)), st.read_key(channel): len(payments)}
+
+
+def test_accepted_stats_of_20_largest_payments_are_the_exact_sum() -> None:
+    stats = accepted_stats("portal", _accepted([("SUCCESS", MAX_FILS)] * 20))
+    assert stats[st.accepted_fils_key("portal", "SUCCESS")] == 20 * MAX_FILS
+    assert type(stats[st.accepted_fils_key("portal", "SUCCESS")]) is int
+
+
+def test_manifest_amount_of_20_largest_payments_is_exact_and_positive() -> None:
+    manifest = _manifest(_run_of("kiosk", [("SUCCESS", MAX_FILS)] * 20))
+    assert manifest["by_channel"]["kiosk"]["amount_bhd_by_status"] == {"SUCCESS": "19999999999.980"}
+    assert manifest["reconciles"] is True
+
+
+def test_accepted_stats_beyond_int64_are_exact() -> None:
+    stats = accepted_stats("portal", _accepted([("SUCCESS", DECIMAL_18_3_MAX_FILS)] * 10))
+    assert stats[st.accepted_fils_key("portal", "SUCCESS")] == 10 * DECIMAL_18_3_MAX_FILS > 2**63
+
+
+def test_manifest_amount_beyond_int64_is_exact() -> None:
+    manifest = _manifest(_run_of("portal", [("REFUNDED", DECIMAL_18_3_MAX_FILS)] * 10))
+    amounts = manifest["by_channel"]["portal"]["amount_bhd_by_status"]
+    assert amounts == {"REFUNDED": "9999999999999999.990"}
+
+
+def test_manifest_with_amounts_beyond_int64_is_json_ready() -> None:
+    # commit.py writes the manifest with json.dumps, which writes any Python int exactly.
+    manifest = _manifest(_run_of("portal", [("SUCCESS", DECIMAL_18_3_MAX_FILS)] * 10))
+    assert json.loads(json.dumps(manifest)) == manifest
+
+
+@given(
+    hs.lists(
+        hs.tuples(hs.sampled_from(STATUSES), hs.integers(min_value=1, max_value=MAX_FILS)),
+        min_size=1,
+        max_size=200,
+    )
+)
+def test_manifest_amounts_by_status_are_the_exact_python_sums(
+    payments: list[tuple[str, int]],
+) -> None:
+    expected: dict[str, int] = {}
+    for status, fils in payments:
+        expected[status] = expected.get(status, 0) + fils
+    amounts = _manifest(_run_of("mobile_app", payments))["by_channel"]["mobile_app"]
+    assert amounts["amount_bhd_by_status"] == {
+        k: format_bhd(v) for k, v in sorted(expected.items())
+    }

@@ -178,7 +178,7 @@ def poisoned_events(draw: st.DrawFn) -> tuple[bytes, str, str]:
     # 9-digit identifier is an identifier.
     cpr_field = f'"cpr": "{cpr}"'
     kept_cpr = (
-        cpr if cpr_field in _ascii(decode_json_escapes(payload.decode(errors="replace"))) else ""
+        cpr if cpr_field in _ascii(decode_json_escapes(payload.decode(errors="ignore"))) else ""
     )
     return payload, card, kept_cpr
 
@@ -190,7 +190,7 @@ def _ascii(text: str) -> str:
 def _normalised(text: str) -> str:
     """An output value as a reader could read it: escapes decoded, digits in ASCII,
     separators between digits removed."""
-    return re.sub(r"[\W_]+", "", _ascii(decode_json_escapes(text)))
+    return re.sub(r"[\W_]+", "", _ascii(decode_json_escapes(text.replace("\ufffd", ""))))
 
 
 def _string_values(table: pa.Table) -> list[str]:
