@@ -34,16 +34,16 @@ def fils_from_text(text: str) -> int:
     match = _AMOUNT_TEXT.fullmatch(text)
     if match is None:
         if re.fullmatch(r"\s*-\s*[0-9.]+\s*", text):
-            raise AmountError("NON_POSITIVE_AMOUNT", f"amount {text!r} is negative")
+            raise AmountError("NON_POSITIVE_AMOUNT", f"amount '{text}' is negative")
         if re.fullmatch(r"[0-9]+\.[0-9]{4,}", text):
             raise AmountError(
-                "INVALID_AMOUNT", f"amount {text!r} has more than 3 decimals (BHD has 3)"
+                "INVALID_AMOUNT", f"amount '{text}' has more than 3 decimals (BHD has 3)"
             )
-        raise AmountError("INVALID_AMOUNT", f"amount {text!r} is not a decimal number like 12.500")
+        raise AmountError("INVALID_AMOUNT", f"amount '{text}' is not a decimal number like 12.500")
     whole, frac = match.group(1).lstrip("0") or "0", match.group(2) or ""
     if len(whole) > MAX_INTEGER_DIGITS:
         # Refused before int(): a thousand-digit string must not cost a big-number conversion.
-        raise AmountError("INVALID_AMOUNT", f"amount {text!r} exceeds {format_bhd(MAX_FILS)} BHD")
+        raise AmountError("INVALID_AMOUNT", f"amount '{text}' exceeds {format_bhd(MAX_FILS)} BHD")
     return check_fils(int(whole) * FILS_PER_DINAR + int(frac.ljust(3, "0")))
 
 

@@ -72,9 +72,33 @@ EVENTS: dict[str, dict[str, Any]] = {
 # Where a secret can go: (path of keys) per channel. Free text and identifiers that are
 # written, fields that are not, unknown extras, nested objects.
 TARGETS: dict[str, list[tuple[str, ...]]] = {
-    "portal": [("txn_id",), ("gateway_ref",), ("service", "entity"), ("note",), ("x", "y")],
-    "mobile_app": [("event_id",), ("app", "version"), ("app", "id"), ("note",), ("x", "y")],
-    "kiosk": [("site",), ("kiosk_id",), ("card",), ("note",), ("x", "y"), ("service",)],
+    "portal": [
+        ("txn_id",),
+        ("gateway_ref",),
+        ("service", "entity"),
+        ("amount_fils",),
+        ("channel",),
+        ("note",),
+        ("x", "y"),
+    ],
+    "mobile_app": [
+        ("event_id",),
+        ("app", "version"),
+        ("app", "id"),
+        ("payment", "amount"),
+        ("note",),
+        ("x", "y"),
+    ],
+    "kiosk": [
+        ("site",),
+        ("kiosk_id",),
+        ("card",),
+        ("amount",),
+        ("local_time",),
+        ("note",),
+        ("x", "y"),
+        ("service",),
+    ],
 }
 SEPARATORS = [" ", "-", ".", "/", "\u00a0", "\u2009", "\u3000", "\u202f", "_", " - ", ", ", "\t"]
 DIGIT_ZEROS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]  # ASCII, Arabic-Indic, Persian, Devanagari, FW
