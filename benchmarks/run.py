@@ -366,6 +366,8 @@ def run_pipeline(python: str, kind: str, arg: str, repeat: int) -> Run:
         "reconciles": manifest["reconciles"],
         "elapsed_seconds": manifest.get("elapsed_seconds"),
         "phases": pipeline_phases(log_path, wall_started),
+        # The commit step's read-back of every staged file through the privacy scanner.
+        "privacy_scan": manifest.get("privacy_scan"),
     }
     return Run(wall, rss, cpu, code, load, summary, str(log_path.relative_to(ROOT)))
 
@@ -400,6 +402,12 @@ def _describe(side: str, run: Run, events: int) -> str:
         f"accepted {counts.get('accepted', 0):,} rejected {counts.get('rejected', 0):,} "
         f"dups {counts.get('duplicates', 0):,}  load {run.load_before:.2f}"
     )
+    scan = counts.get("privacy_scan")
+    if scan:
+        text += (
+            f"  privacy scan {scan['seconds']:.1f} s = {scan['seconds'] / run.wall_s:.1%} "
+            f"({scan['rows']:,} rows in {scan['files']} files)"
+        )
     if counts.get("phases"):
         text += f"  phases {counts['phases']}"
     if side == "duckdb" and counts.get("seconds"):
@@ -482,6 +490,13 @@ def notes(result: Result, extra: str) -> str:
         f"max 1-min load before a run {load:.2f} (2 cores, shared with other work)",
         f"--invalid-rate {INVALID_RATE} (generator cannot leave out huge_line)",
     ]
+    scans = [
+        r.summary["privacy_scan"]["seconds"] / r.wall_s
+        for r in pipe
+        if r.summary.get("privacy_scan")
+    ]
+    if scans:
+        parts.append(f"privacy scan of the staged output: {statistics.median(scans):.1%} of wall")
     if not all(r.summary.get("reconciles", True) for r in pipe):
         parts.append("pipeline manifest did NOT reconcile")
     if extra:

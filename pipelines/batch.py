@@ -34,12 +34,13 @@ from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
 from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
-from transforms.commit import CommitRun
+from transforms.commit import CommitRun, refusal
 from transforms.ingest import IngestEvents, Outcome
 from transforms.keys import PseudonymKey
 from transforms.manifest import RunInfo, summary_table
 from transforms.partitions import WriteSettings
 from transforms.read import ReadRawBlocks
+from transforms.scanner import Leak, SecretInOutput, leaks_in_text
 from transforms.stats import MergeStats
 from transforms.storage import read_text
 
@@ -51,6 +52,9 @@ DEFAULT_RUNNER = "FnApiRunner"
 # for one, within 1.4 GB in all (benchmarks/RESULTS.md). Threads would share one GIL, and
 # Beam's multi_threading mode has been seen losing GroupByKey data (beam-notes.md).
 DEFAULT_LOCAL_WORKERS = 2
+# Exit statuses of main(): 1 is any other error (2 a command-line error, from argparse).
+EXIT_NOT_RECONCILED = 3
+EXIT_SECRET_IN_OUTPUT = 4
 
 
 def match_inputs(patterns: str) -> list[tuple[str, int]]:
@@ -115,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         "per-channel aggregates and a run manifest under --output.",
         epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
         "--project P --region R --temp_location gs://B/tmp. Exit status: 0 when the run "
-        "committed and reconciles, 1 on error, 3 when the manifest does not reconcile.",
+        "committed and reconciles, 1 on error, 3 when the manifest does not reconcile, 4 when "
+        "the privacy scan of the staged output found a secret (nothing was published).",
     )
     IngestOptions._add_argparse_args(parser)
     BatchOptions._add_argparse_args(parser)
@@ -164,15 +169,46 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
-    pipeline.run().wait_until_finish()
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as error:
+        refused = refusal_of(info, error)
+        if refused is None:
+            raise
+        raise refused from None
     if runs_elsewhere_later(options):
         # A Flex Template launch or a dry run only builds the job: it runs after this
         # process exits, and writes its manifest then.
         return {"run_id": info.run_id, "output_root": info.output_root, "submitted": True}
+    refused = refusal(info.output_root, info.run_id)
+    if refused is not None:  # a runner that reports a failed job without raising
+        raise refused
     manifest_path = layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST)
     manifest: dict[str, Any] = json.loads(read_text(manifest_path))
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
     return manifest
+
+
+def refusal_of(info: RunInfo, error: BaseException) -> SecretInOutput | None:
+    """The privacy refusal behind a failed run, however the runner wrapped it: the commit
+    step's record of it first (`runs/<run_id>/_REFUSED.json`), else a SecretInOutput in the
+    exception chain (the in-process runner), else its text in the message (worker processes
+    and Dataflow pass on only the text of a worker's error). None for any other failure."""
+    try:
+        recorded = refusal(info.output_root, info.run_id)
+    except Exception:  # the record is unreadable: the error itself still tells
+        recorded = None
+    if recorded is not None:
+        return recorded
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, SecretInOutput) and all(isinstance(x, Leak) for x in cause.leaks):
+            return SecretInOutput(cause.leaks)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    leaks = leaks_in_text(str(error))
+    return SecretInOutput(leaks) if leaks else None
 
 
 def runs_elsewhere_later(options: PipelineOptions) -> bool:
@@ -193,7 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
         lambda record: "semi_persistent_directory" not in record.getMessage()
     )
-    manifest = run(argv)
+    try:
+        manifest = run(argv)
+    except SecretInOutput as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return EXIT_SECRET_IN_OUTPUT
     manifest_path = layout.join(
         layout.run_dir(manifest["output_root"], manifest["run_id"]), layout.MANIFEST
     )
@@ -210,7 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/month=*/")
     print(f"manifest:   {manifest_path}")
     print(f"elapsed:    {manifest['elapsed_seconds']} s")
-    return 0 if manifest["reconciles"] else 3
+    scan = manifest.get("privacy_scan")
+    if scan:
+        print(
+            f"privacy:    {scan['files']} files, {scan['rows']:,} rows read back and scanned "
+            f"in {scan['seconds']} s: no secret found"
+        )
+    return 0 if manifest["reconciles"] else EXIT_NOT_RECONCILED
 
 
 if __name__ == "__main__":

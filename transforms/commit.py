@@ -5,29 +5,120 @@ published output as it was. The step itself is a sequence of moves, not one atom
 (on GCS each move is a copy then a delete): a run killed inside it may have published some of
 its files, whole, and has no `_SUCCESS`. Its files are named from its input, so re-running the
 same input overwrites them and removes the ones it no longer writes: no row twice.
+
+Before the first move every staged file is read back and its string columns scanned with the
+privacy rule (`transforms.scanner`), a second line of defence behind the redaction. A secret
+found there publishes nothing: no move, no delete, no manifest, no `_SUCCESS`. The run's
+staged files are deleted (they hold the secret, and the staging folder is under the output
+root, which the contract counts as written); `runs/<run_id>/_REFUSED.json` records where the
+leaks were (file, column, row, and the input file and line of each row, never a value) for
+the launcher, which exits with its own status, and for a retried commit, which refuses again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 
 from schemas import layout
 from transforms.manifest import RunInfo, build_manifest
 from transforms.partitions import StagedFile
-from transforms.storage import delete, delete_tree, exists, replace, write_text
+from transforms.scanner import Leak, SecretInOutput, read_back, scan_files
+from transforms.storage import delete, delete_tree, exists, read_text, replace, write_text
 
 log = logging.getLogger(__name__)
+
+REFUSED_MARKER = "_REFUSED.json"
+# Files read back at once: on GCS each read is mostly waiting for the store.
+_SCAN_THREADS = 8
+
+
+def refused_marker(root: str, run_id: str) -> str:
+    return layout.join(layout.run_dir(root, run_id), REFUSED_MARKER)
+
+
+def refusal(root: str, run_id: str) -> SecretInOutput | None:
+    """The refusal a run's commit recorded, if the privacy scan refused it."""
+    marker = refused_marker(root, run_id)
+    if not exists(marker):
+        return None
+    recorded = json.loads(read_text(marker))
+    leaks = [Leak(x["file"], x["column"], int(x["row"]), x["kind"]) for x in recorded["leaks"]]
+    return SecretInOutput(leaks)
+
+
+def _read_staged(path: str, final: dict[str, str]) -> pa.Table | None:
+    try:
+        return read_back(path)
+    except Exception:
+        if not exists(path) and exists(final[path]):
+            return None  # moved by an earlier attempt of this commit, after passing this scan
+        raise
+
+
+def screen_staged(info: RunInfo, staged: list[StagedFile]) -> dict[str, Any]:
+    """Read back every staged file and scan its string columns; raise SecretInOutput (after
+    deleting the staged files and recording the refusal) if any holds a secret. Returns what
+    was scanned (files, rows, seconds), for the manifest."""
+    earlier = refusal(info.output_root, info.run_id)
+    if earlier is not None:
+        raise earlier  # a retried commit of a refused run: its staged files are gone
+    started = time.monotonic()
+    finals = {s.staged: s.final for s in staged}
+    scans = scan_files(
+        [(s.staged, s.final) for s in staged],
+        read=functools.partial(_read_staged, final=finals),
+        threads=_SCAN_THREADS,
+    )
+    leaks = [leak for scan in scans for leak in scan.leaks]
+    scanned = {
+        "files": len(scans),
+        "rows": sum(scan.rows for scan in scans),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info(
+        "privacy scan of run %s: %d staged files, %d rows read back in %.2f s, %d secret(s) found",
+        info.run_id,
+        scanned["files"],
+        scanned["rows"],
+        scanned["seconds"],
+        len(leaks),
+    )
+    if not leaks:
+        return scanned
+    recorded = []
+    for scan in scans:
+        for leak in scan.leaks:
+            origin = scan.origins.get(leak.row)
+            log.error("secret past redaction: %s (%s)", leak, origin or "origin not recorded")
+            recorded.append({**asdict(leak), "origin": origin})
+    write_text(
+        refused_marker(info.output_root, info.run_id),
+        json.dumps({"run_id": info.run_id, "leaks": recorded}, indent=2),
+    )
+    delete_tree(layout.staging_dir(info.output_root, info.run_id))
+    log.error(
+        "run %s refused: nothing published; its staged files were deleted (they hold the "
+        "secret); re-running the same input after the redaction is fixed publishes it",
+        info.run_id,
+    )
+    raise SecretInOutput(leaks)
 
 
 def commit_run(
     info: RunInfo, stats: dict[str, int], staged: list[StagedFile], stale: list[str]
 ) -> dict[str, Any]:
-    """Move staged files into place, drop superseded ones, write manifest and marker."""
+    """Scan the staged files, move them into place, drop superseded ones, write manifest and
+    marker. Raises SecretInOutput, having published nothing, if a staged file holds a secret."""
+    scanned = screen_staged(info, staged)
     finals = {s.final for s in staged}
     rejected = layout.rejected_path(info.output_root, info.input_key)
     if rejected not in finals and exists(rejected):
@@ -35,6 +126,7 @@ def commit_run(
     replace([s.staged for s in staged], [s.final for s in staged])
     delete(stale)
     manifest = build_manifest(info, stats, sorted(finals), stale)
+    manifest["privacy_scan"] = scanned
     run_dir = layout.run_dir(info.output_root, info.run_id)
     write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
     write_text(layout.join(run_dir, layout.SUCCESS_MARKER), "")
@@ -48,6 +140,12 @@ def commit_run(
     return manifest
 
 
+class PublishRefused(RuntimeError):
+    """A SecretInOutput as it leaves the commit step: built from its one-line message, which
+    Beam can rebuild with the failing step's name appended (it re-creates a DoFn's exception
+    from its first argument; SecretInOutput's is a list of leaks)."""
+
+
 class CommitFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, info: RunInfo) -> None:
         self._info = info
@@ -55,7 +153,11 @@ class CommitFn(beam.DoFn):  # type: ignore[misc]
     def process(
         self, stats: dict[str, int], staged: list[StagedFile], stale: list[str]
     ) -> Iterator[dict[str, Any]]:
-        yield commit_run(self._info, stats, staged, stale)
+        try:
+            manifest = commit_run(self._info, stats, staged, stale)
+        except SecretInOutput as refused:
+            raise PublishRefused(str(refused)) from refused
+        yield manifest
 
 
 class CommitRun(beam.PTransform):  # type: ignore[misc]

@@ -41,6 +41,12 @@ def warning_key(channel: str, warning: str) -> str:
     return f"warning:{channel}:{warning}"
 
 
+def privacy_refused_key(what: str) -> str:
+    """what: `files` (a streaming pane, stats or live aggregate file) or `messages` (a live
+    aggregate message) the privacy scanner refused to publish: each one is a redaction defect."""
+    return f"privacy:refused_{what}"
+
+
 BLANK_LINES = "blank_lines_skipped"
 
 

@@ -3,6 +3,12 @@
 Every sink re-windows into the global window with a repeated processing-time trigger, so a
 payment is written however late it is (no event-time window can discard it), and each pane
 becomes one staged file renamed into place under a unique name.
+
+Before a file is staged, its table is scanned with the privacy rule (`transforms.scanner`): a
+file with a secret past the redaction is refused, never written (not even staged, and not
+kept aside anywhere: a quarantined copy would hold the secret), logged with its file, column
+and row, and counted as `privacy:refused_files` in the stats; the job goes on. Live aggregate
+messages for Pub/Sub are screened the same way (`privacy:refused_messages`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks, decimal_from_fils
 from transforms.dedup import against_existing, conflict_rejections, split_by_partition
 from transforms.partitions import accepted_stats, existing_rows
+from transforms.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
 from transforms.storage import replace, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -46,11 +53,47 @@ def every(seconds: int) -> beam.WindowInto:
     )
 
 
-def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str:
+def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | None] = ()) -> None:
+    """Log a refusal: where the secrets are (never a value) and that the data was dropped."""
+    shown = "; ".join(str(leak) for leak in leaks[:10])
+    more = f" (and {len(leaks) - 10} more)" if len(leaks) > 10 else ""
+    seen = sorted({o for o in origins if o})
+    where = f"; events from {', '.join(seen[:10])}" if seen else ""
+    log.error(
+        "privacy scan refused to publish %s: %d secret(s) past redaction: %s%s%s. Its %d row(s) "
+        "were dropped, never written (not kept anywhere: a copy would hold the secret); the "
+        "job goes on. This is a defect of transforms/privacy.py: report it with the above.",
+        what,
+        len(leaks),
+        shown,
+        more,
+        where,
+        rows,
+    )
+
+
+def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
+    """Stage `table` and rename it into place as `final`; None, with nothing written, when the
+    privacy scan finds a secret in it (the caller counts the refusal)."""
+    [leaks] = scan_tables([(table, final)])  # one pre-filter call per strength, not per column
+    if leaks:
+        _refuse(final, leaks, table.num_rows, (origin_of(table, leak.row) for leak in leaks))
+        return None
     staged = layout.staged(root, run_id, final)
     write_parquet(table, staged)
     replace([staged], [final])
     return final
+
+
+REFUSED_FILES = st.privacy_refused_key("files")
+REFUSED_MESSAGES = st.privacy_refused_key("messages")
+
+
+def _write_refusal_stats(root: str, run_id: str, key: str) -> None:
+    """Count a refusal where a sink has no stats output of its own: one more stats file of the
+    run (the stats are the sum over `runs/<run_id>/stats-*.json`)."""
+    path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+    write_text(path, json.dumps({key: 1}, indent=1))
 
 
 class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
@@ -80,9 +123,12 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
         if new.num_rows:
             final = layout.join(directory, layout.pane_part_name(self._run_id))
             rows = new.select(payment_file_schema().names)
-            yield _publish(rows, self._root, self._run_id, final)
-            log.info("wrote %d payments to %s", new.num_rows, final)
-            stats.update(accepted_stats(channel, new))
+            if _publish(rows, self._root, self._run_id, final) is None:
+                stats[REFUSED_FILES] += 1
+            else:
+                yield final
+                log.info("wrote %d payments to %s", new.num_rows, final)
+                stats.update(accepted_stats(channel, new))
         if result.conflicts.num_rows:
             now = to_utc_micros(datetime.now(timezone.utc))
             rejected = rejected_table(conflict_rejections(result), self._run_id, now)
@@ -166,18 +212,23 @@ class WriteStreamingRejected(_OneFilePerPane):
     """
 
     def expand(self, rejected: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        root, run_id = self._root, self._run_id
-
-        def write(element: tuple[None, Iterable[ArrowBlock]]) -> Iterator[Any]:
-            table = concat_blocks(element[1], rejected_schema())
-            if table.num_rows:
-                final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
-                yield _publish(table, root, run_id, final)
-                yield pvalue.TaggedOutput("stats", rejected_stats(table))
-
         return self._panes(rejected, "Rejected") | "WriteRejectedFile" >> beam.FlatMap(
-            write
+            write_rejected_pane, self._root, self._run_id
         ).with_outputs("stats", main="written")
+
+
+def write_rejected_pane(
+    element: tuple[None, Iterable[ArrowBlock]], root: str, run_id: str
+) -> Iterator[Any]:
+    """One pane of rejected blocks -> its file's path and (`stats`) the counts it holds."""
+    table = concat_blocks(element[1], rejected_schema())
+    if table.num_rows:
+        final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
+        if _publish(table, root, run_id, final) is None:
+            yield pvalue.TaggedOutput("stats", {REFUSED_FILES: 1})
+        else:
+            yield final
+            yield pvalue.TaggedOutput("stats", rejected_stats(table))
 
 
 class WriteStreamingStats(_OneFilePerPane):
@@ -187,20 +238,31 @@ class WriteStreamingStats(_OneFilePerPane):
     """
 
     def expand(self, stats: beam.PCollection) -> beam.PCollection:
-        root, run_id = self._root, self._run_id
+        return self._panes(stats, "Stats") | "WriteStatsFile" >> beam.FlatMap(
+            write_stats_pane, self._root, self._run_id
+        )
 
-        def write(element: tuple[None, Iterable[dict[str, int]]]) -> Iterator[str]:
-            merged = st.merge(element[1])
-            path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
-            write_text(path, json.dumps(merged, indent=1))
-            totals = st.totals_by_kind(merged)
-            log.info(
-                "processed: read %d, accepted %d, rejected %d, duplicates %d",
-                *(totals.get(kind, 0) for kind in ("read", "accepted", "rejected", "duplicates")),
-            )
-            yield path
 
-        return self._panes(stats, "Stats") | "WriteStatsFile" >> beam.FlatMap(write)
+def write_stats_pane(
+    element: tuple[None, Iterable[dict[str, int]]], root: str, run_id: str
+) -> Iterator[str]:
+    """One pane of partial stats -> one stats file (its path), and a progress line.
+
+    Keys name channels and codes, values are counts: only the keys can hold text. A pane whose
+    keys fail the privacy scan is written as the count of that refusal alone."""
+    merged = st.merge(element[1])
+    path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+    leaks = scan_texts(list(merged), path, "stats key")
+    if leaks:
+        _refuse(path, leaks, len(merged))
+        merged = {REFUSED_FILES: 1}
+    write_text(path, json.dumps(merged, indent=1))
+    totals = st.totals_by_kind(merged)
+    log.info(
+        "processed: read %d, accepted %d, rejected %d, duplicates %d",
+        *(totals.get(kind, 0) for kind in ("read", "accepted", "rejected", "duplicates")),
+    )
+    yield path
 
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -244,6 +306,22 @@ def live_json(pane: Any) -> bytes:
     )
 
 
+# Message fields the product formats from numbers (exact BHD text): figures, not text.
+_LIVE_FIGURES = frozenset({"amount"})
+
+
+def publishable_live_json(pane: Any, root: str, run_id: str) -> Iterator[bytes]:
+    """`live_json(pane)`, unless the privacy scan finds a secret in the message's text: then
+    nothing is published, the refusal is logged and counted (`privacy:refused_messages`)."""
+    message = live_json(pane)
+    leaks = scan_message(message, "live aggregate message", _LIVE_FIGURES)
+    if leaks:
+        _refuse("a live aggregate message", leaks, 1)
+        _write_refusal_stats(root, run_id, REFUSED_MESSAGES)
+        return
+    yield message
+
+
 def _iso(micros: int) -> str:
     return datetime.fromtimestamp(micros / 1_000_000, timezone.utc).isoformat()
 
@@ -269,17 +347,23 @@ class WriteLiveAggregates(_OneFilePerPane):
     """LiveAggregate panes -> one Parquet file under aggregates/live/ per processing-time pane."""
 
     def expand(self, panes: beam.PCollection) -> beam.PCollection:
-        root, run_id = self._root, self._run_id
+        return self._panes(panes, "Live") | "WriteLiveFile" >> beam.FlatMap(
+            write_live_pane, self._root, self._run_id
+        )
 
-        def write(element: tuple[None, Iterable[Any]]) -> Iterator[str]:
-            panes = list(element[1])
-            lag = watermark_lag_seconds(panes, time.time())
-            if lag is not None:
-                beam.metrics.Metrics.gauge("streaming", "watermark_lag_seconds").set(int(lag))
-                log.info("live aggregates: the event-time watermark is %.0f s behind now", lag)
-            table = live_table(panes)
-            if table.num_rows:
-                final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
-                yield _publish(table, root, run_id, final)
 
-        return self._panes(panes, "Live") | "WriteLiveFile" >> beam.FlatMap(write)
+def write_live_pane(element: tuple[None, Iterable[Any]], root: str, run_id: str) -> Iterator[str]:
+    """One processing-time pane of LiveAggregates -> one file under aggregates/live/ (its path).
+    A refusal is counted in a stats file of its own: this sink has no stats output."""
+    panes = list(element[1])
+    lag = watermark_lag_seconds(panes, time.time())
+    if lag is not None:
+        beam.metrics.Metrics.gauge("streaming", "watermark_lag_seconds").set(int(lag))
+        log.info("live aggregates: the event-time watermark is %.0f s behind now", lag)
+    table = live_table(panes)
+    if table.num_rows:
+        final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
+        if _publish(table, root, run_id, final) is None:
+            _write_refusal_stats(root, run_id, REFUSED_FILES)
+        else:
+            yield final

@@ -11,10 +11,15 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+from pipelines import batch
 from tests.pipelines.helpers import data_files, make_landing, manifests, payments, run_batch
+from transforms.manifest import RunInfo
+from transforms.scanner import Leak, SecretInOutput
 
 WEEK = {
     "start": date(2017, 6, 24),
@@ -175,3 +180,107 @@ def test_aggregates_agree_with_the_payments_after_several_nights(tmp_path: Path)
     ).fetchall()
     assert from_aggregates == from_payments
     assert len(list((out / "aggregates" / "by_status").rglob("*.parquet"))) == 1
+
+
+# --- the privacy scan before the commit ---------------------------------------------------------
+
+CARD = "4111 1111 1111 1111"
+CARD_DIGITS = "4111111111111111"
+
+
+def _plant_foreign_file(out: Path, day: str) -> None:
+    """A payments file another writer committed to a partition, one of whose rows has a card
+    number as its service code: the next run touching that partition recomputes the partition's
+    aggregates from every row there, so the number reaches a staged aggregate file."""
+    [source, *_] = sorted((out / "payments" / "channel=portal").rglob("*.parquet"))
+    row = pq.read_table(source).slice(0, 1)
+    for name, value in (("event_id", "portal:PTL-2017-999999999"), ("service_code", CARD)):
+        field = row.schema.field(name)
+        row = row.set_column(row.schema.get_field_index(name), field, pa.array([value], field.type))
+    partition = out / "payments" / "channel=portal" / f"event_date={day}"
+    partition.mkdir(parents=True, exist_ok=True)
+    pq.write_table(row, partition / "part-00000000000000ff-00000.parquet")
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    """Every file under the output root (run records included), with its bytes."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_card_number_reaching_a_staged_file_publishes_nothing_and_exits_4(
+    tmp_path: Path,
+) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 2, "late_rate": 0.0})
+    out = tmp_path / "out"
+    run_batch(str(tmp_path / "landing" / "2017-06-24" / "*.jsonl"), out)
+    _plant_foreign_file(out, "2017-06-25")
+    before = _tree(out)
+
+    result = subprocess.run(
+        _batch_command(str(tmp_path / "landing" / "2017-06-25" / "*.jsonl"), out),
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+    assert result.returncode == batch.EXIT_SECRET_IN_OUTPUT == 4
+    after = _tree(out)
+    [refused] = [name for name in after if name not in before]
+    assert refused.endswith("/_REFUSED.json")  # the only new file: no data, manifest, _SUCCESS
+    assert {name: after[name] for name in before} == before  # the earlier output, byte for byte
+    assert not list((out / "_staging").glob("*/*"))  # the refused run's staged files are gone
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: refusing to publish: the privacy scanner found 1 secret(s)")
+    assert (
+        "aggregates/by_service/month=2017-06/aggregate.parquet: column 'service_code', row" in last
+    )
+    assert CARD_DIGITS not in (result.stdout + result.stderr).replace(" ", "")
+    assert CARD_DIGITS not in after[refused].decode().replace(" ", "")
+
+
+def test_the_batch_command_maps_a_refusal_to_its_own_exit_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaks = [Leak("out/rejected/part-1.parquet", "reason", 3, "card")]
+
+    def refused(_argv: object) -> None:
+        raise SecretInOutput(leaks)
+
+    monkeypatch.setattr(batch, "run", refused)
+    assert batch.main(["--input", "x", "--output", "y"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {SecretInOutput(leaks)}"  # one line
+    assert "out/rejected/part-1.parquet: column 'reason', row 3: a card number" in err
+
+
+def _info(root: Path) -> RunInfo:
+    return RunInfo("20170701T000000Z-abcdef", "00000000000000aa", "batch", str(root), "")
+
+
+def test_a_refusal_is_recognised_from_the_text_of_a_workers_error(tmp_path: Path) -> None:
+    leaks = [Leak("out/a.parquet", "kiosk_site", 2, "card")]
+    error = RuntimeError(
+        f"Traceback …\ntransforms.commit.PublishRefused: {SecretInOutput(leaks)} "
+        "[while running 'Commit/PublishRun']"
+    )
+    refused = batch.refusal_of(_info(tmp_path), error)
+    assert refused is not None
+    assert refused.leaks == leaks
+
+
+def test_a_refusal_is_recognised_in_the_exception_chain(tmp_path: Path) -> None:
+    leaks = [Leak("out/a.parquet", "raw", 0, "cpr")]
+    try:
+        try:
+            raise SecretInOutput(leaks)
+        except SecretInOutput as original:
+            raise RuntimeError("bundle failed") from original
+    except RuntimeError as wrapped:
+        refused = batch.refusal_of(_info(tmp_path), wrapped)
+    assert refused is not None
+    assert refused.leaks == leaks
+
+
+def test_any_other_failure_is_not_taken_for_a_refusal(tmp_path: Path) -> None:
+    assert batch.refusal_of(_info(tmp_path), RuntimeError("disk full")) is None

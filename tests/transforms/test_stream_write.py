@@ -3,6 +3,8 @@ that another run (a restarted pipeline, the nightly batch) already committed."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipelines.batch import new_run_id
 from schemas.catalogue import load_catalogue
@@ -24,9 +27,13 @@ from transforms.rawblock import RawBlock
 from transforms.stream_write import (
     WritePartitionPaneFn,
     live_json,
+    publishable_live_json,
     rejected_stats,
     watermark_lag_seconds,
     without_rejected,
+    write_live_pane,
+    write_rejected_pane,
+    write_stats_pane,
 )
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
@@ -140,3 +147,116 @@ def test_rejected_rows_are_counted_by_channel_and_code() -> None:
 def test_stats_less_rejected_keep_every_other_count() -> None:
     stats = {st.read_key("kiosk"): 3, st.rejected_key("kiosk", "INVALID_AMOUNT"): 1}
     assert without_rejected(stats) == {st.read_key("kiosk"): 3}
+
+
+# --- the privacy scan before a file or message is published -----------------------------------
+
+CARD = "4111 1111 1111 1111"
+CARD_DIGITS = "4111111111111111"
+REFUSED = st.privacy_refused_key("files")
+
+
+def _planted(table: pa.Table, column: str, value: str) -> pa.Table:
+    """`table` with every value of `column` replaced: a secret the redaction let through."""
+    field = table.schema.field(column)
+    return table.set_column(
+        table.schema.get_field_index(column), field, pa.array([value] * table.num_rows, field.type)
+    )
+
+
+def _write_blocks(root: Path, run_id: str, block: ArrowBlock) -> dict[str, list[Any]]:
+    outputs: dict[str, list[Any]] = {"written": [], "rejected": [], "stats": []}
+    for out in WritePartitionPaneFn(str(root), run_id).process((PARTITION, [block])):
+        tag = getattr(out, "tag", "written")
+        outputs[tag].append(getattr(out, "value", out))
+    return outputs
+
+
+def _planted_pane(root: Path, run_id: str) -> dict[str, list[Any]]:
+    table = _planted(_block(PORTAL_EVENT).table(), "kiosk_site", f"Isa Town {CARD}")
+    return _write_blocks(root, run_id, ArrowBlock.of(table))
+
+
+def _all_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _stats_files(root: Path) -> list[dict[str, int]]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("runs/*/stats-*.json"))]
+
+
+def test_a_pane_with_a_card_number_past_redaction_is_not_renamed_into_place(
+    tmp_path: Path,
+) -> None:
+    outputs = _planted_pane(tmp_path, _run_id())
+    assert outputs["written"] == []
+    assert _all_files(tmp_path) == []  # nothing staged, nothing quarantined
+
+
+def test_a_refused_pane_is_counted_and_its_rows_are_not_accepted(tmp_path: Path) -> None:
+    [stats] = _planted_pane(tmp_path, _run_id())["stats"]
+    assert stats[REFUSED] == 1
+    assert st.accepted_key("portal") not in stats
+
+
+def test_the_pane_writer_goes_on_after_a_refused_pane(tmp_path: Path) -> None:
+    run_id = _run_id()
+    _planted_pane(tmp_path, run_id)
+    outputs = _write(tmp_path, run_id, PORTAL_EVENT)
+    assert len(outputs["written"]) == 1
+    assert _event_ids(tmp_path) == ["portal:PTL-2017-000123456"]
+
+
+def test_a_refused_pane_is_logged_with_file_column_and_row_but_not_the_digits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="transforms.stream_write"):
+        _planted_pane(tmp_path, _run_id())
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    message = record.getMessage()
+    assert "event_date=2017-06-30/part-" in message
+    assert "column 'kiosk_site', row 0: a card number" in message
+    assert "dropped" in message
+    assert CARD_DIGITS not in message.replace(" ", "")
+
+
+def test_a_rejected_pane_with_a_card_number_is_not_written_and_is_counted(tmp_path: Path) -> None:
+    bad = PORTAL_EVENT.replace(b"12500", b"-12500")
+    result = process_block(RawBlock("sub", [bad], message_ids=["1"]), CTX)
+    table = _planted(result.rejected, "reason", f"card {CARD} is not masked")
+    outputs = list(write_rejected_pane((None, [ArrowBlock.of(table)]), str(tmp_path), _run_id()))
+    assert [out.value for out in outputs] == [{REFUSED: 1}]  # stats only: no path
+    assert _all_files(tmp_path) == []
+
+
+def _live_pane(channel: str) -> LiveAggregate:
+    return _pane(1, "ON_TIME")._replace(channel=channel)
+
+
+def test_a_live_aggregate_pane_with_a_card_number_is_not_written_and_is_counted(
+    tmp_path: Path,
+) -> None:
+    written = list(write_live_pane((None, [_live_pane(CARD)]), str(tmp_path), _run_id()))
+    assert written == []
+    assert not list(tmp_path.glob("aggregates/**/*.parquet"))
+    assert _stats_files(tmp_path) == [{REFUSED: 1}]
+
+
+def test_a_live_aggregate_message_with_a_card_number_is_not_published(tmp_path: Path) -> None:
+    messages = list(publishable_live_json(_live_pane(CARD), str(tmp_path), _run_id()))
+    assert messages == []
+    assert _stats_files(tmp_path) == [{st.privacy_refused_key("messages"): 1}]
+
+
+def test_a_clean_live_aggregate_message_is_published_as_it_is(tmp_path: Path) -> None:
+    pane = _live_pane("portal")
+    assert list(publishable_live_json(pane, str(tmp_path), _run_id())) == [live_json(pane)]
+    assert _all_files(tmp_path) == []
+
+
+def test_a_stats_pane_with_a_card_number_in_a_key_is_written_as_its_refusal_alone(
+    tmp_path: Path,
+) -> None:
+    parts = [{st.read_key("portal"): 5, st.rejected_key(CARD, "INVALID_CHANNEL"): 1}]
+    [path] = write_stats_pane((None, parts), str(tmp_path), _run_id())
+    assert json.loads(Path(path).read_text()) == {REFUSED: 1}
