@@ -22,7 +22,7 @@ from transforms.columnar import constant, decimal_from_fils
 from transforms.normalise import NormalisedPayment, Normaliser, payer_cpr
 from transforms.privacy import Strength, event_secrets, raw_text, redact_raw, redact_text
 from transforms.rawblock import RawBlock
-from transforms.scanner import screen_accepted
+from transforms.scanner import cpr_in_identifiers, screen_accepted
 from transforms.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -126,7 +126,9 @@ def _redacted_columns(
     carries are masked wherever they recur; identifiers and reasons keep their digits
     otherwise (a rejected row must stay traceable, and a reason keeps the model's bounds).
     """
-    secrets = event_secrets(raw_text(payload))
+    # A line over the event size limit is refused unread: its reason quotes nothing, and its raw
+    # is cut long before that.
+    secrets = event_secrets(raw_text(payload[:DEFAULT_MAX_EVENT_BYTES]))
     claimed_channel, claimed_id = claimed_identity(payload)
     channel = rejection.channel or claimed_channel
     event_id = rejection.event_id or claimed_id
@@ -191,6 +193,11 @@ def unprocessable(err: BaseException, step: str) -> Rejection:
     return Rejection(RejectCode.UNPROCESSABLE, f"{step} failed with {type(err).__name__}", step)
 
 
+def _identifier_rejection(column: str) -> Rejection:
+    reason = f"{column} holds a card number or the payer's CPR; it cannot be written"
+    return Rejection(RejectCode.PERSONAL_DATA_IN_ID, reason, "validate")
+
+
 def _validated(
     payload: bytes, normalise: Normaliser, max_bytes: int
 ) -> tuple[NormalisedPayment, str | None] | Rejection:
@@ -202,9 +209,11 @@ def _validated(
     if isinstance(outcome, Rejection):
         return outcome
     try:
-        return normalise(outcome), payer_cpr(outcome)
+        row, cpr = normalise(outcome), payer_cpr(outcome)
+        holding = cpr_in_identifiers(cpr, row.event_id, row.service_code, row.kiosk_id)
     except Exception as err:
         return unprocessable(err, "normalise")
+    return _identifier_rejection(holding) if holding else (row, cpr)
 
 
 def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
@@ -232,8 +241,7 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         for row, column in sorted(holding_secrets.items()):
             index = kept[row]
             line, message = block.origin(index)
-            reason = f"{column} holds a card number or the payer's CPR; it cannot be written"
-            rejection = Rejection(RejectCode.PERSONAL_DATA_IN_ID, reason, "validate")
+            rejection = _identifier_rejection(column)
             rejections.append(
                 RejectedInput(rejection, block.payloads[index], source_file, line, message)
             )
