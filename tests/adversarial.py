@@ -10,36 +10,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from tests.samples import sample_events
 from transforms.privacy import decode_json_escapes
 
 CARD = "4539578763621486"  # Luhn-valid
 CPR = "870412345"
 OTHER_CPR = "910203456"
 
-_PORTAL: dict[str, Any] = {
-    "channel": "portal",
-    "txn_id": "PTL-2017-181000123",
-    "service": {"code": "GDT-FINE", "entity": "GDT"},
-    "amount_fils": 12500,
-    "currency": "BHD",
-    "status": "PAID",
-    "paid_at": "2017-06-30T21:15:03+03:00",
-    "payer": {"cpr": CPR},
-    "method": "DEBIT_CARD",
-    "gateway_ref": "BNF8823410",
-}
-_KIOSK: dict[str, Any] = {
-    "channel": "kiosk",
-    "kiosk_id": "KSK-017",
-    "seq": 1,
-    "site": "Isa Town",
-    "service": "VEH-REG-RENEW",
-    "amount": "25.000",
-    "local_time": "2017-06-30 21:15:03",
-    "result": "OK",
-    "card": "************1486",
-    "cpr": OTHER_CPR,
-}
+_SAMPLES = sample_events()
+_PORTAL: dict[str, Any] = {**_SAMPLES["portal"], "payer": {"cpr": CPR}}
+_KIOSK: dict[str, Any] = {**_SAMPLES["kiosk"], "card": "************1486", "cpr": OTHER_CPR}
 
 
 def _portal(n: int, **fields: Any) -> dict[str, Any]:

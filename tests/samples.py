@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 TEST_KEY = b"test-pseudonym-key-0123456789abcdef"
 
 # The three examples of contract.md, byte for byte.
@@ -25,6 +27,16 @@ KIOSK_EVENT = (
     b' "service": "VEH-REG-RENEW", "amount": "25.000",'
     b' "local_time": "2017-06-30 21:15:03", "result": "OK", "card": "************1234"}'
 )
+
+
+def sample_events() -> dict[str, dict[str, object]]:
+    """The three examples as fresh dicts, by channel, for tests that rewrite fields."""
+    return {
+        "portal": json.loads(PORTAL_EVENT),
+        "mobile_app": json.loads(MOBILE_EVENT),
+        "kiosk": json.loads(KIOSK_EVENT),
+    }
+
 
 # The local engine for batch tests: Beam 2.77's DirectRunner would first try to download Prism.
 BATCH_RUNNER = "FnApiRunner"
