@@ -32,10 +32,12 @@ from apache_beam.transforms import trigger, window
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
 from schemas.enums import RejectCode
+from schemas.money import fils_to_decimal, format_bhd
 from schemas.timekeeping import to_utc_micros
 from transforms import stats as st
+from transforms.aggregate import SUM_TYPE
 from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock, concat_blocks, decimal_from_fils
+from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import against_existing, conflict_rejections, split_by_partition
 from transforms.partitions import accepted_stats, existing_rows
 from transforms.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
@@ -274,7 +276,8 @@ LIVE_SCHEMA = pa.schema(
         pa.field("channel", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("payments", pa.int64(), nullable=False),
-        pa.field("amount", payment_schema().field("amount").type, nullable=False),
+        # A window's sum, like every aggregate: decimal(38,3), never wrapping (transforms.aggregate)
+        pa.field("amount", SUM_TYPE, nullable=False),
         pa.field("pane_timing", pa.string(), nullable=False),
         pa.field("pane_index", pa.int64(), nullable=False),
     ]
@@ -299,7 +302,7 @@ def live_json(pane: Any) -> bytes:
             "channel": pane.channel,
             "status": pane.status,
             "payments": pane.payments,
-            "amount": str(decimal_from_fils([pane.amount_fils])[0].as_py()),
+            "amount": format_bhd(pane.amount_fils),
             "pane_timing": pane.pane_timing,
             "pane_index": pane.pane_index,
         }
@@ -336,7 +339,7 @@ def live_table(panes: Iterable[Any]) -> pa.Table:
         pa.array([p.channel for p in rows], pa.string()),
         pa.array([p.status for p in rows], pa.string()),
         pa.array([p.payments for p in rows], pa.int64()),
-        decimal_from_fils([p.amount_fils for p in rows]),
+        pa.array([fils_to_decimal(p.amount_fils) for p in rows], SUM_TYPE),
         pa.array([p.pane_timing for p in rows], pa.string()),
         pa.array([p.pane_index for p in rows], pa.int64()),
     ]

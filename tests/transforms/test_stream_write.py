@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from transforms.rawblock import RawBlock
 from transforms.stream_write import (
     WritePartitionPaneFn,
     live_json,
+    live_table,
     publishable_live_json,
     rejected_stats,
     watermark_lag_seconds,
@@ -260,3 +262,17 @@ def test_a_stats_pane_with_a_card_number_in_a_key_is_written_as_its_refusal_alon
     parts = [{st.read_key("portal"): 5, st.rejected_key(CARD, "INVALID_CHANNEL"): 1}]
     [path] = write_stats_pane((None, parts), str(tmp_path), _run_id())
     assert json.loads(Path(path).read_text()) == {REFUSED: 1}
+
+
+BEYOND_INT64_FILS = 20 * (10**18 - 1)  # twenty of the largest payments the old model took
+
+
+def test_a_live_window_sum_beyond_int64_is_written_exactly() -> None:
+    pane = _pane(1, "ON_TIME")._replace(amount_fils=BEYOND_INT64_FILS)
+    [amount] = live_table([pane])["amount"].to_pylist()
+    assert amount == Decimal(BEYOND_INT64_FILS).scaleb(-3)
+
+
+def test_a_live_message_carries_the_exact_sum_as_text() -> None:
+    pane = _pane(1, "ON_TIME")._replace(amount_fils=BEYOND_INT64_FILS)
+    assert json.loads(live_json(pane))["amount"] == "19999999999999999.980"
