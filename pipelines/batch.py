@@ -8,7 +8,6 @@ usual --project/--region/--temp_location flags).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     GoogleCloudOptions,
@@ -30,11 +28,14 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from pipelines import cli
 from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
+from transforms import lease
 from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.commit import CommitRun, refusal
+from transforms.gates import GateThresholds
 from transforms.ingest import IngestEvents, Outcome
 from transforms.keys import PseudonymKey
 from transforms.manifest import RunInfo, summary_table
@@ -52,17 +53,30 @@ DEFAULT_RUNNER = "FnApiRunner"
 # for one, within 1.4 GB in all (benchmarks/RESULTS.md). Threads would share one GIL, and
 # Beam's multi_threading mode has been seen losing GroupByKey data (beam-notes.md).
 DEFAULT_LOCAL_WORKERS = 2
-# Exit statuses of main(): 1 is any other error (2 a command-line error, from argparse).
+# Exit statuses of main(): 1 is any other error (2 a command-line error, pipelines/cli.py).
 EXIT_NOT_RECONCILED = 3
 EXIT_SECRET_IN_OUTPUT = 4
+# Another writer (a batch run, a streaming pane) holds the output root's lease, or this run
+# lost it: nothing was published.
+EXIT_OUTPUT_BUSY = 6
+# The run committed, but a channel failed its quality gate (transforms/gates.py): the data is
+# valid and accounted for, the status is an alarm for a person to look at the channel.
+EXIT_QUALITY_GATE = 5
+# The run committed the other files, but quarantined a compressed input without a valid end
+# of stream (transforms/read.py): that file must be delivered again and its day re-run.
+EXIT_INCOMPLETE_INPUT = 7
 
 
 def match_inputs(patterns: str) -> list[tuple[str, int]]:
-    """(path, size) of every file matching the comma-separated patterns, sorted by path."""
+    """(path, size) of every file matching the comma-separated patterns, sorted by path.
+    Each entry must match at least one file, and none a directory or a `.gz` that is not
+    gzip: a refused command line (exit 2) names the first that does not (cli.input_files)."""
+    entries = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not entries:
+        cli.fail(f"--input {patterns!r} names no file")
     found: dict[str, int] = {}
-    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-        for match in FileSystems.match([pattern])[0].metadata_list:
-            found[match.path] = match.size_in_bytes
+    for entry in entries:
+        found.update(cli.input_files(entry, several=len(entries) > 1))
     return sorted(found.items())
 
 
@@ -87,10 +101,10 @@ def build(
 ) -> beam.PCollection:
     """Wire the batch graph; returns the PCollection holding the run manifest."""
     settings = WriteSettings(info.output_root, info.run_id, info.input_key)
-    blocks = pipeline | "ReadInput" >> ReadRawBlocks(
+    read = pipeline | "ReadInput" >> ReadRawBlocks(
         info.inputs, options.range_bytes, options.block_events
     )
-    ingested = blocks | "Ingest" >> IngestEvents(
+    ingested = read.blocks | "Ingest" >> IngestEvents(
         pseudonym_key, info.run_id, ingested_micros, max_event_bytes
     )
     staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(
@@ -104,23 +118,30 @@ def build(
     aggregate_files = staged["aggregates"] | "StageAggregates" >> StageAggregates(settings)
     all_staged = (staged["staged"], rejected_files, aggregate_files) | "AllStaged" >> beam.Flatten()
     stats = (
-        (ingested.stats, staged[Outcome.STATS.value])
+        (read.stats, ingested.stats, staged[Outcome.STATS.value])
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> MergeStats()
     )
     return stats | "Commit" >> CommitRun(info, all_staged, staged["stale"])
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.Parser:
+    parser = cli.Parser(
+        beam=True,
         prog="python -m pipelines.batch",
         description="Validate, normalise and de-duplicate raw payment events of the portal, "
         "mobile_app and kiosk channels; write Hive-partitioned Parquet, rejected events, "
         "per-channel aggregates and a run manifest under --output.",
         epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
-        "--project P --region R --temp_location gs://B/tmp. Exit status: 0 when the run "
-        "committed and reconciles, 1 on error, 3 when the manifest does not reconcile, 4 when "
-        "the privacy scan of the staged output found a secret (nothing was published).",
+        "--project P --region R --temp_location gs://B/tmp; any other argument is refused. "
+        + cli.exit_statuses(
+            "when the run committed and reconciles",
+            "3 when the manifest does not reconcile",
+            "4 when the privacy scan of the staged output found a secret (nothing was published)",
+            "5 when it committed but a channel failed its quality gate",
+            "6 when another writer holds the output (nothing was published)",
+            "7 when it committed the other files but quarantined an incomplete compressed input",
+        ),
     )
     IngestOptions._add_argparse_args(parser)
     BatchOptions._add_argparse_args(parser)
@@ -130,9 +151,10 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the batch pipeline to completion; returns the run manifest."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    known, _ = _parser().parse_known_args(argv)
-    if not known.input or not known.output:
-        _parser().error("--input and --output are required")
+    parser = _parser()
+    known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
+    parser.require(known, "input", "output")
+    cli.check_output(known.output, network=not known.dry_run)
     options = PipelineOptions(argv)
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
@@ -147,8 +169,6 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     log.info("pseudonymisation key: %s", key.describe())
 
     files = match_inputs(batch.input)
-    if not files:
-        raise SystemExit(f"error: no input file matches {batch.input!r}; check the path or glob")
     now = datetime.now(timezone.utc)
     info = RunInfo(
         run_id=new_run_id(now),
@@ -157,6 +177,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         output_root=common.output.rstrip("/"),
         started_at=now.isoformat(timespec="seconds"),
         inputs=files,
+        gates=GateThresholds.from_options(options),
     )
     total = sum(size for _, size in files)
     log.info(
@@ -166,25 +187,49 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         total / 1e6,
         info.output_root,
     )
+    # One writer at a time under the root, for the whole run: it reads the partitions it
+    # touches long before its commit. A job that runs after this process exits (a template
+    # launch) cannot be covered from here: its commit step takes the lease itself.
+    held = None
+    if not runs_elsewhere_later(options):
+        held = lease.acquire(
+            info.output_root,
+            info.run_id,
+            lease.BATCH,
+            ttl=batch.lease_ttl_seconds,
+            wait=batch.wait_for_lease,
+            hint="run again once it has finished, or pass --wait_for_lease SECONDS",
+        )
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
     try:
-        pipeline.run().wait_until_finish()
-    except Exception as error:
-        refused = refusal_of(info, error)
-        if refused is None:
-            raise
-        raise refused from None
-    if runs_elsewhere_later(options):
-        # A Flex Template launch or a dry run only builds the job: it runs after this
-        # process exits, and writes its manifest then.
-        return {"run_id": info.run_id, "output_root": info.output_root, "submitted": True}
-    refused = refusal(info.output_root, info.run_id)
-    if refused is not None:  # a runner that reports a failed job without raising
-        raise refused
-    manifest_path = layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST)
-    manifest: dict[str, Any] = json.loads(read_text(manifest_path))
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
+        try:
+            pipeline.run().wait_until_finish()
+        except Exception as error:
+            if held is not None:
+                try:
+                    held.check()
+                except lease.LeaseLost as lost:
+                    raise lost from None  # why the commit refused: nothing more was published
+                except Exception:
+                    log.warning("could not read the writer lease back", exc_info=True)
+            refused = refusal_of(info, error)
+            if refused is None:
+                raise
+            raise refused from None
+        if runs_elsewhere_later(options):
+            # A Flex Template launch or a dry run only builds the job: it runs after this
+            # process exits, and writes its manifest then.
+            return {"run_id": info.run_id, "output_root": info.output_root, "submitted": True}
+        refused = refusal(info.output_root, info.run_id)
+        if refused is not None:  # a runner that reports a failed job without raising
+            raise refused
+        manifest_path = layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST)
+        manifest: dict[str, Any] = json.loads(read_text(manifest_path))
+    finally:
+        if held is not None:
+            held.release()
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
     return manifest
 
@@ -218,6 +263,27 @@ def runs_elsewhere_later(options: PipelineOptions) -> bool:
     return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)
 
 
+def exit_status(manifest: dict[str, Any]) -> int:
+    """The exit status of a committed run, printing one `error:` line per alarm: a manifest
+    that does not reconcile first, then incomplete inputs, then failed quality gates."""
+    for incomplete in manifest.get("incomplete_inputs", []):
+        print(
+            f"error: input not read: {incomplete['path']}: {incomplete['fault']}: "
+            f"{incomplete['reason']}; have it delivered again, then re-run its day",
+            file=sys.stderr,
+        )
+    for gate in manifest.get("quality_gates", []):
+        if gate["level"] == "error":
+            print(f"error: quality gate: {gate['channel']}: {gate['message']}", file=sys.stderr)
+    if not manifest["reconciles"]:
+        return EXIT_NOT_RECONCILED
+    if manifest.get("incomplete_inputs"):
+        return EXIT_INCOMPLETE_INPUT
+    if manifest.get("quality_gate") == "error":
+        return EXIT_QUALITY_GATE
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -234,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecretInOutput as refused:
         print(f"error: {refused}", file=sys.stderr)
         return EXIT_SECRET_IN_OUTPUT
+    except lease.LeaseError as busy:
+        print(f"error: {busy}", file=sys.stderr)
+        return EXIT_OUTPUT_BUSY
     manifest_path = layout.join(
         layout.run_dir(manifest["output_root"], manifest["run_id"]), layout.MANIFEST
     )
@@ -256,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"privacy:    {scan['files']} files, {scan['rows']:,} rows read back and scanned "
             f"in {scan['seconds']} s: no secret found"
         )
-    return 0 if manifest["reconciles"] else EXIT_NOT_RECONCILED
+    return exit_status(manifest)
 
 
 if __name__ == "__main__":

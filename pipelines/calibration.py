@@ -8,7 +8,7 @@ prints successful payments and BHD per channel against the published numbers.
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -17,12 +17,37 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from pipelines import cli
 from pipelines.generate import H1_2017_DAYS, H1_2017_START, PUBLISHED_H1_2017
 from schemas import layout
 from schemas.enums import PaymentStatus
 from schemas.money import fils_to_decimal
 
 H1_2017_END = date.fromordinal(H1_2017_START.toordinal() + H1_2017_DAYS - 1)
+RUN_FIRST = (
+    "generate and ingest H1 2017 first: python -m pipelines.generate --out h1/landing "
+    "--profile h1-2017, then python -m pipelines.batch --input 'h1/landing/*/*.jsonl' "
+    "--output {root}"
+)
+
+
+def refuse_if_no_aggregates(root: str) -> None:
+    """Refuse (exit 2, one line) an output root without daily aggregates to compare: a wrong
+    path, or the batch job has not run into it yet."""
+    by_status = layout.join(root, layout.AGGREGATES, "by_status")
+    hint = RUN_FIRST.format(root=root)
+    if "://" in root:
+        from transforms.storage import list_tree  # imports Beam: only for a gs:// root
+
+        found = bool(list_tree(by_status, "*.parquet"))
+    else:
+        if not os.path.exists(root):
+            cli.fail(f"{root} does not exist: {hint}")
+        if not os.path.isdir(root):
+            cli.fail(f"{root} is a file, not the batch job's output folder")
+        found = any(p.endswith(".parquet") for _, _, files in os.walk(by_status) for p in files)
+    if not found:
+        cli.fail(f"{root} holds no daily aggregates ({by_status}/ is missing or empty): {hint}")
 
 
 def measured(output_root: str) -> dict[str, tuple[int, Decimal]]:
@@ -58,13 +83,22 @@ def compare(output_root: str) -> list[tuple[str, int, int, Decimal, Decimal, flo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.calibration", description=__doc__.split("\n\n")[0]
+    parser = cli.Parser(
+        prog="python -m pipelines.calibration",
+        description=__doc__.split("\n\n")[0],
+        epilog=cli.exit_statuses(
+            "when every channel is within the tolerance", error="when one is not, or on error"
+        )
+        + " A missing or empty output folder is refused with status 2.",
     )
     parser.add_argument("output", help="the batch job's --output root")
     parser.add_argument("--tolerance", type=float, default=0.02, help="default %(default)s")
-    args = parser.parse_args(argv)
-    rows = compare(args.output)
+    args = parser.parse(argv)
+    if not 0 <= args.tolerance < 1:
+        parser.error(f"--tolerance is a fraction (0.02 is 2%), not {args.tolerance:g}")
+    root = args.output.rstrip("/") or args.output
+    refuse_if_no_aggregates(root)
+    rows = compare(root)
     print(
         f"{'channel':<11}{'published':>11}{'measured':>11}{'published BHD':>17}"
         f"{'measured BHD':>17}{'off by':>9}"

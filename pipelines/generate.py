@@ -8,7 +8,6 @@ its own account of what a correct pipeline must find. Same config and seed, same
 
 from __future__ import annotations
 
-import argparse
 import functools
 import glob
 import gzip
@@ -27,6 +26,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from pipelines import _generate_invalid as defects
+from pipelines import cli
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.enums import Channel, PaymentStatus
 
@@ -533,12 +533,13 @@ _KNOBS = (
 
 
 def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
-    parser = argparse.ArgumentParser(
+    parser = cli.Parser(
         prog="python -m pipelines.generate",
         description="Write seeded raw payment events as <out>/<YYYY-MM-DD>/<channel>.jsonl, one "
         "file per channel per Bahrain day, plus <out>/_generator_totals.json (ground truth). "
         "A profile sets the defaults; every other option overrides it. Rates are fractions "
         "of the valid events.",
+        epilog=cli.exit_statuses("when the files are written"),
     )
     add = parser.add_argument
     add("--out", required=True, help="output directory, e.g. landing/")
@@ -555,7 +556,8 @@ def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
     for knob, what in _KNOBS:
         add(f"--{knob}-rate", type=float, metavar="F", help=what)
     add("--gzip", action="store_true", default=None, help="write .jsonl.gz files")
-    args = vars(parser.parse_args(argv))
+    args = vars(parser.parse(argv))
+    cli.check_output(args["out"], "--out")
     out, end, profile = args.pop("out"), args.pop("end"), PROFILES[args.pop("profile")]
     config = replace(profile, **{key: value for key, value in args.items() if value is not None})
     if end is not None:

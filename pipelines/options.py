@@ -9,7 +9,9 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.gates import DEFAULT_ERROR_RATIO, DEFAULT_MIN_EVENTS, DEFAULT_WARN_RATIO
 from transforms.keys import PseudonymKey
+from transforms.lease import DEFAULT_TTL_SECONDS
 from transforms.privacy import Pseudonymiser
 from transforms.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
 from transforms.validate import DEFAULT_MAX_EVENT_BYTES
@@ -48,6 +50,41 @@ class IngestOptions(PipelineOptions):  # type: ignore[misc]
             help="events larger than this are rejected as LINE_TOO_LONG (default %(default)s)",
         )
 
+        def ratio(text: str) -> float:
+            value = float(text)
+            if not 0 <= value <= 1:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a ratio from 0 to 1")
+            return value
+
+        def count(text: str) -> int:
+            value = int(text)
+            if value < 0:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 0")
+            return value
+
+        parser.add_argument(
+            "--gate_warn_ratio",
+            type=ratio,
+            default=DEFAULT_WARN_RATIO,
+            help="quality gate: a channel whose share of rejected events is above this warns "
+            "(default %(default)s)",
+        )
+        parser.add_argument(
+            "--gate_error_ratio",
+            type=ratio,
+            default=DEFAULT_ERROR_RATIO,
+            help="quality gate: a channel whose share of rejected events is above this fails "
+            "(batch: exit status 5, the run still commits; streaming: logged and counted, "
+            "never stopped; default %(default)s)",
+        )
+        parser.add_argument(
+            "--gate_min_events",
+            type=count,
+            default=DEFAULT_MIN_EVENTS,
+            help="quality gate: a channel with fewer events than this fails only when all of "
+            "them are rejected (default %(default)s)",
+        )
+
 
 class BatchOptions(PipelineOptions):  # type: ignore[misc]
     """Options of the nightly batch pipeline."""
@@ -71,6 +108,36 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             type=int,
             default=DEFAULT_BLOCK_EVENTS,
             help="events validated together as one block (default %(default)s)",
+        )
+
+        def seconds(text: str) -> float:
+            value = float(text)
+            if not value >= 0:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+            return value
+
+        def positive_seconds(text: str) -> float:
+            value = float(text)
+            if not 0 < value < float("inf"):
+                raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds > 0")
+            return value
+
+        parser.add_argument(
+            "--wait_for_lease",
+            type=seconds,
+            default=0.0,
+            metavar="SECONDS",
+            help="when another writer holds the output root (another batch run), wait up to "
+            "this long for it to finish instead of exiting at once with status 6 "
+            "(default %(default)s)",
+        )
+        parser.add_argument(
+            "--lease_ttl_seconds",
+            type=positive_seconds,
+            default=DEFAULT_TTL_SECONDS,
+            help="the output root's writer lease expires this long after the run's last "
+            "heartbeat (renewed every quarter of it), so another writer can take over from a "
+            "killed run (default %(default)s)",
         )
 
 

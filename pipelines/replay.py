@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from pipelines import cli
 from pipelines.generate import GeneratorConfig, generate
 from schemas.timekeeping import BAHRAIN
 
@@ -101,7 +102,12 @@ def ensure_topic_and_subscription(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.replay", description=__doc__)
+    parser = cli.Parser(
+        prog="python -m pipelines.replay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=cli.exit_statuses("when every event is published"),
+    )
     parser.add_argument("--topic", required=True, help="projects/P/topics/T")
     parser.add_argument(
         "--subscription",
@@ -116,7 +122,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--invalid", type=float, default=0.01, help="share of bad lines")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work-dir", default="/tmp/payments-replay", dest="work_dir")
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
+    cli.check_resource(args.topic, "topics", "--topic")
+    if args.subscription:
+        cli.check_resource(args.subscription, "subscriptions", "--subscription")
+    if args.rate <= 0 or args.scale <= 0:
+        parser.error("--rate and --scale must be more than 0")
+    for share in ("out_of_order", "late", "duplicate", "invalid"):
+        if not 0 <= getattr(args, share) <= 1:
+            flag = "--" + share.replace("_", "-")
+            parser.error(f"{flag} is a share of the events: between 0 and 1")
+    cli.check_output(args.work_dir, "--work-dir")
 
     from google.cloud import pubsub_v1  # imported late: --help needs no client library
 

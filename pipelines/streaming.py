@@ -20,6 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindows
 
+from pipelines import cli
 from pipelines.batch import new_run_id
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
 from pipelines.options import IngestOptions, pseudonym_key_source
@@ -203,12 +204,15 @@ def build(
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> cli.Parser:
+    parser = cli.Parser(
+        beam=True,
         prog="python -m pipelines.streaming",
         description="Validate, normalise and de-duplicate payment events from Pub/Sub into the "
         "same Hive-partitioned Parquet as the nightly batch, with live aggregates.",
-        epilog="Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner).",
+        epilog="Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner); "
+        "any other argument is refused. "
+        + cli.exit_statuses("when the pipeline stops (drained or cancelled)"),
     )
     IngestOptions._add_argparse_args(parser)
     StreamingOptions._add_argparse_args(parser)
@@ -217,9 +221,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    known, _ = _parser().parse_known_args(argv)
-    if not known.input_subscription or not known.output:
-        _parser().error("--input_subscription and --output are required")
+    parser = _parser()
+    known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
+    parser.require(known, "input_subscription", "output")
+    cli.check_resource(known.input_subscription, "subscriptions", "--input_subscription")
+    if known.aggregates_topic:
+        cli.check_resource(known.aggregates_topic, "topics", "--aggregates_topic")
+    cli.check_output(known.output, network=not known.dry_run)
     options = PipelineOptions(argv)
     options.view_as(StandardOptions).streaming = True
     if options.view_as(StandardOptions).runner is None:
@@ -227,7 +235,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     streaming = options.view_as(StreamingOptions)
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
         if streaming.id_attribute:
-            _parser().error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
+            parser.error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
         use_pull_size(streaming.local_pull_size)
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)

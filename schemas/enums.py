@@ -66,3 +66,26 @@ class QualityWarning(str, Enum):
 
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
     UNMASKED_CARD_NUMBER = "UNMASKED_CARD_NUMBER"
+
+
+class InputFault(str, Enum):
+    """Why a whole input file was quarantined instead of read: it is never taken as complete.
+
+    A file-level code, not a RejectCode: no event of the file is read, so none is rejected."""
+
+    # The compressed stream ends before its end-of-stream marker (an empty file included):
+    # cut off mid-transfer, typically.
+    TRUNCATED = "TRUNCATED"
+    # The compressed data fails its own checks: the CRC-32 or the length (ISIZE) in a gzip
+    # trailer, or invalid compressed data.
+    CORRUPT = "CORRUPT"
+    # Named as a compressed file (.gz…) but not in that format at all.
+    NOT_COMPRESSED = "NOT_COMPRESSED"
+
+
+class GateLevel(str, Enum):
+    """Outcome of a quality gate, from best to worst."""
+
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"

@@ -19,6 +19,11 @@ RUNS = "runs"
 STAGING = "_staging"
 SUCCESS_MARKER = "_SUCCESS"
 MANIFEST = "manifest.json"
+# One writer at a time per root (transforms/lease.py): the lease, outside every dataset folder,
+# and the mark left in a run's folder when another writer took its expired lease over.
+LEASE_DIR = "_lease"
+LEASE_FILE = "writer.json"
+LEASE_REVOKED = "_LEASE_REVOKED.json"
 
 AGGREGATE_KINDS = ("by_status", "by_service")
 _PART = re.compile(r"part-(?P<key>[0-9a-f]+)-(?P<index>\d{5})\.parquet$")
@@ -81,6 +86,20 @@ def run_dir(root: str, run_id: str) -> str:
 
 def staging_dir(root: str, run_id: str) -> str:
     return join(root, STAGING, run_id)
+
+
+def lease_dir(root: str) -> str:
+    return join(root, LEASE_DIR)
+
+
+def lease_path(root: str) -> str:
+    """The writer lease of an output root: who may publish under it now."""
+    return join(root, LEASE_DIR, LEASE_FILE)
+
+
+def lease_revoked_marker(root: str, run_id: str) -> str:
+    """Left for a run whose lease another writer took over: that run may no longer publish."""
+    return join(run_dir(root, run_id), LEASE_REVOKED)
 
 
 def fragment_path(root: str, run_id: str, channel: str, event_date: str, name: str) -> str:

@@ -29,6 +29,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from schemas import layout
+from transforms import lease
 from transforms.manifest import RunInfo, build_manifest
 from transforms.partitions import StagedFile
 from transforms.scanner import Leak, SecretInOutput, read_back, scan_files
@@ -117,20 +118,29 @@ def commit_run(
     info: RunInfo, stats: dict[str, int], staged: list[StagedFile], stale: list[str]
 ) -> dict[str, Any]:
     """Scan the staged files, move them into place, drop superseded ones, write manifest and
-    marker. Raises SecretInOutput, having published nothing, if a staged file holds a secret."""
-    scanned = screen_staged(info, staged)
-    finals = {s.final for s in staged}
-    rejected = layout.rejected_path(info.output_root, info.input_key)
-    if rejected not in finals and exists(rejected):
-        stale = [*stale, rejected]  # this input no longer has rejections
-    replace([s.staged for s in staged], [s.final for s in staged])
-    delete(stale)
-    manifest = build_manifest(info, stats, sorted(finals), stale)
-    manifest["privacy_scan"] = scanned
-    run_dir = layout.run_dir(info.output_root, info.run_id)
-    write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
-    write_text(layout.join(run_dir, layout.SUCCESS_MARKER), "")
-    delete_tree(layout.staging_dir(info.output_root, info.run_id))
+    marker. Raises SecretInOutput, having published nothing, if a staged file holds a secret.
+
+    Only while the run holds the output root's writer lease (`transforms.lease`): checked at
+    the start, before the first move and before the manifest, from the stored lease and the
+    run id (this step may run in another process than the launcher that holds it). Raises
+    LeaseLost if another writer took it over; OutputBusy if the run has no lease of its own
+    (a template launch) and another writer keeps it longer than the commit waits."""
+    with lease.commit_guard(info.output_root, info.run_id) as still_held:
+        scanned = screen_staged(info, staged)
+        finals = {s.final for s in staged}
+        rejected = layout.rejected_path(info.output_root, info.input_key)
+        if rejected not in finals and exists(rejected):
+            stale = [*stale, rejected]  # this input no longer has rejections
+        still_held()
+        replace([s.staged for s in staged], [s.final for s in staged])
+        delete(stale)
+        manifest = build_manifest(info, stats, sorted(finals), stale)
+        manifest["privacy_scan"] = scanned
+        run_dir = layout.run_dir(info.output_root, info.run_id)
+        still_held()
+        write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
+        write_text(layout.join(run_dir, layout.SUCCESS_MARKER), "")
+        delete_tree(layout.staging_dir(info.output_root, info.run_id))
     log.info(
         "committed run %s: %d files published, %d superseded files removed",
         info.run_id,

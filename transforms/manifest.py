@@ -1,4 +1,10 @@
-"""The run manifest: what came in, what went where, and proof that the numbers add up."""
+"""The run manifest: what came in, what went where, and proof that the numbers add up.
+
+A compressed input quarantined as incomplete (transforms.read) is listed under
+`incomplete_inputs` and counted nowhere else: none of its lines is read, so read = accepted +
+rejected + duplicates still holds for everything that was read. `quality_gates` holds the
+result of each channel's gate (transforms.gates), `quality_gate` the worst of them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from schemas.enums import Channel
 from schemas.money import format_bhd
 from schemas.records import SCHEMA_VERSION
 from transforms import stats as st
+from transforms.gates import GateThresholds, evaluate_gates, worst_level
+from transforms.read import FAULT_REASONS
 
 CHANNELS = [c.value for c in Channel]
 
@@ -23,26 +31,36 @@ class RunInfo:
     output_root: str
     started_at: str
     inputs: list[tuple[str, int]] = field(default_factory=list)
+    gates: GateThresholds = field(default_factory=GateThresholds)
 
 
 def _channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, Any]:
-    read = stats.get(st.read_key(channel), 0)
-    accepted = stats.get(st.accepted_key(channel), 0)
-    rejected = sum(v for k, v in stats.items() if k.startswith(f"rejected:{channel}:"))
-    duplicates = sum(v for k, v in stats.items() if k.startswith(f"duplicates:{channel}:"))
+    counts = st.channel_counts(stats, channel)
     amounts = {
         key.split(":")[2]: format_bhd(value)
         for key, value in stats.items()
         if key.startswith(f"accepted_fils:{channel}:")
     }
     return {
-        "read": read,
-        "accepted": accepted,
-        "rejected": rejected,
-        "duplicates": duplicates,
-        "reconciles": read == accepted + rejected + duplicates,
+        **counts,
+        "reconciles": counts["read"]
+        == counts["accepted"] + counts["rejected"] + counts["duplicates"],
         "amount_bhd_by_status": dict(sorted(amounts.items())),
     }
+
+
+def _incomplete_inputs(info: RunInfo, stats: Mapping[str, int]) -> list[dict[str, Any]]:
+    sizes = dict(info.inputs)
+    return [
+        {
+            "path": path,
+            "bytes": sizes.get(path),
+            "fault": fault,
+            "reason": FAULT_REASONS.get(fault, fault),
+            "lines_before_fault": lines,
+        }
+        for path, fault, lines in st.incomplete_inputs(stats)
+    ]
 
 
 def build_manifest(
@@ -61,6 +79,7 @@ def build_manifest(
         name: sum(c[name] for c in by_channel.values())
         for name in ("read", "accepted", "rejected", "duplicates")
     }
+    gates = evaluate_gates(by_channel, info.gates)
     return {
         "run_id": info.run_id,
         "pipeline": info.pipeline,
@@ -70,6 +89,7 @@ def build_manifest(
         "started_at": info.started_at,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": [{"path": p, "bytes": s} for p, s in info.inputs],
+        "incomplete_inputs": _incomplete_inputs(info, stats),
         "counts": {**totals, "blank_lines_skipped": stats.get(st.BLANK_LINES, 0)},
         "reconciles": totals["read"]
         == totals["accepted"] + totals["rejected"] + totals["duplicates"]
@@ -78,6 +98,8 @@ def build_manifest(
         "rejected_by_reason": st.sum_by(stats, "rejected", 2),
         "duplicates_by_kind": st.sum_by(stats, "duplicates", 2),
         "warnings": st.sum_by(stats, "warning", 2),
+        "quality_gate": worst_level(gates).value,
+        "quality_gates": [gate.as_dict() for gate in gates],
         "files_written": sorted(files_written),
         "files_removed": sorted(files_removed),
         "stats": dict(sorted(stats.items())),
@@ -101,6 +123,19 @@ def summary_table(manifest: Mapping[str, Any]) -> str:
         f"{'total':<11}{t['read']:>10,}{t['accepted']:>10,}{t['rejected']:>10,}"
         f"{t['duplicates']:>8,}"
     )
+    gates = manifest.get("quality_gates", [])
+    if gates:
+        lines.append(f"quality gates: {manifest['quality_gate']}")
+        lines.extend(f"  {g['channel']:<11}{g['level']:<7}{g['message']}" for g in gates)
+    incomplete = manifest.get("incomplete_inputs", [])
+    if incomplete:
+        lines.append(f"incomplete inputs, not read (have them delivered again): {len(incomplete)}")
+        lines.extend(
+            f"  {i['path']}: {i['fault']}, {i['lines_before_fault']:,} lines before the fault"
+            for i in incomplete
+        )
     verdict = "yes" if manifest["reconciles"] else "NO - see the manifest's stats"
+    if incomplete and manifest["reconciles"]:
+        verdict += f" (of what was read: {len(incomplete)} incomplete input(s) not read)"
     lines.append(f"read = accepted + rejected + duplicates: {verdict}")
     return "\n".join(lines)

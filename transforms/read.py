@@ -7,19 +7,37 @@ that *start* inside it, so every line is read exactly once whatever the range si
 A UTF-8 byte-order mark at the very start of a file (what Windows tools write) is skipped; it
 can only be in the range that starts at byte 0 (of the decompressed stream, for gzip). A mark
 anywhere else stays part of its line, which is then rejected as malformed JSON.
+
+A compressed file is taken whole or not at all. Beam's own reader takes a gzip file cut off
+mid-transfer for a complete one (it never checks that the stream ended), so compressed files
+are decompressed here, over Beam's filesystems, by a reader that requires every member to end
+with a valid end-of-stream marker (for gzip: its CRC-32 and length checked). Each one is first
+decompressed once to the end without emitting anything: a truncated or corrupt file, or one
+not in the format its name says, is quarantined (counted as an incomplete input with its
+fault, none of its lines read) while the other files of the run go on. Only a file that
+passed is read for its events, by the same checking reader: if it fails then (rewritten while
+the run read it), the run fails and commits nothing.
 """
 
 from __future__ import annotations
 
+import bz2
+import io
 import logging
+import lzma
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any, NamedTuple, cast
 
 import apache_beam as beam
+import zstandard
+from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.enums import InputFault
+from transforms import stats as st
 from transforms.rawblock import RawBlock
 
 log = logging.getLogger(__name__)
@@ -33,6 +51,33 @@ _CHUNK = 4 * 1024 * 1024
 # holding a runaway multi-gigabyte "line" would exhaust the worker.
 MAX_HELD_LINE_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
+# Compressed bytes read at a time. gzip and deflate are inflated at most _CHUNK at a time, so a
+# highly compressible stream cannot balloon in memory.
+_RAW_CHUNK = 1024 * 1024
+# Inflated at a time when checking a file: the output of the call that meets a fault is lost,
+# so this bounds how far short of the truth `lines_before_fault` can fall.
+_CHECK_CHUNK = 256 * 1024
+# The bytes each format starts with, where it has any: a file without them is not that format.
+_MAGIC = {
+    CompressionTypes.GZIP: b"\x1f\x8b",
+    CompressionTypes.BZIP2: b"BZh",
+    CompressionTypes.ZSTD: b"\x28\xb5\x2f\xfd",
+}
+_ZLIB_FORMATS = (CompressionTypes.GZIP, CompressionTypes.DEFLATE)
+_DECOMPRESSION_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
+# What zlib's terse messages mean for a gzip file.
+_GZIP_CHECKS = {
+    "incorrect data check": "its CRC-32 does not match the one in its gzip trailer",
+    "incorrect length check": "its length does not match the one (ISIZE) in its gzip trailer",
+}
+# The manifest's explanation of each fault, what an operator reads.
+FAULT_REASONS = {
+    InputFault.TRUNCATED.value: "the compressed stream ends before its end-of-stream marker: "
+    "the file was cut off (an interrupted transfer?)",
+    InputFault.CORRUPT.value: "the compressed data fails its own checks (the CRC-32 or length "
+    "in a gzip trailer) or is not valid compressed data",
+    InputFault.NOT_COMPRESSED.value: "the file is not in the compressed format its name says",
+}
 
 
 @dataclass(frozen=True)
@@ -45,8 +90,157 @@ class ByteRange:
     compressed: bool
 
 
+def compression_of(path: str) -> str:
+    """The CompressionTypes value a file's name says it has (UNCOMPRESSED for none)."""
+    return str(CompressionTypes.detect_compression_type(path))
+
+
 def is_compressed(path: str) -> bool:
-    return bool(CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED)
+    return bool(compression_of(path) != CompressionTypes.UNCOMPRESSED)
+
+
+class CompressedStreamError(Exception):
+    """A compressed stream without a valid end: truncated, corrupt or not in its format."""
+
+    def __init__(self, fault: InputFault, detail: str) -> None:
+        super().__init__(f"{fault.value}: {detail}")
+        self.fault = fault
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return CompressedStreamError, (self.fault, self.detail)
+
+
+class InputChanged(RuntimeError):
+    """A compressed input that passed its completeness check failed when read for its events:
+    some of its events may already be downstream, so the run must fail, committing nothing."""
+
+
+@dataclass(frozen=True)
+class IncompleteInput:
+    """A compressed input quarantined whole: why, and how many lines it held before the fault
+    (decompressed, never read as events)."""
+
+    path: str
+    fault: InputFault
+    detail: str
+    lines_before_fault: int
+
+    def stats(self) -> dict[str, int]:
+        """How the run's statistics carry it to the manifest (transforms.stats)."""
+        return {
+            st.incomplete_key(self.fault.value, self.path): 1,
+            st.incomplete_lines_key(self.path): self.lines_before_fault,
+        }
+
+
+def _decompressor(compression: str) -> Any:
+    if compression == CompressionTypes.GZIP:
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)  # checks the trailer's CRC-32 and ISIZE
+    if compression == CompressionTypes.DEFLATE:
+        return zlib.decompressobj()
+    if compression == CompressionTypes.BZIP2:
+        return bz2.BZ2Decompressor()
+    if compression == CompressionTypes.LZMA:
+        return lzma.LZMADecompressor()
+    if compression == CompressionTypes.ZSTD:
+        # Beam's own bound on the window (a larger one can exhaust a worker's memory).
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
+    raise ValueError(f"not a compression type: {compression!r}")
+
+
+def _corrupt(compression: str, error: Exception) -> CompressedStreamError:
+    text = str(error)
+    known = next((v for k, v in _GZIP_CHECKS.items() if k in text), None)
+    if compression == CompressionTypes.GZIP and known:
+        return CompressedStreamError(InputFault.CORRUPT, known)
+    return CompressedStreamError(InputFault.CORRUPT, f"invalid {compression} data ({text})")
+
+
+def decompressed_chunks(raw: IO[bytes], compression: str, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """The decompressed bytes of a compressed stream, in chunks of at most `chunk` for gzip.
+
+    Raises CompressedStreamError, once the chunks before the fault are out, unless every
+    member of the stream (concatenated members are one stream, as gzip and Beam read them)
+    ends with a valid end-of-stream marker; an empty file is truncated."""
+    decompressor = _decompressor(compression)
+    bounded = compression in _ZLIB_FORMATS
+    started = False
+    data = b""
+    while True:
+        if not data:
+            data = raw.read(_RAW_CHUNK)
+            if not data:
+                break
+            if not started:
+                magic = _MAGIC.get(compression, b"")
+                if not data.startswith(magic[: len(data)]):
+                    detail = f"it does not start as {compression} data does"
+                    raise CompressedStreamError(InputFault.NOT_COMPRESSED, detail)
+                started = True
+        if decompressor.eof:  # a member ended: what follows is the next member
+            if compression == CompressionTypes.GZIP:
+                data = data.lstrip(b"\0")  # NUL padding after a member (gzip(1) allows it)
+                if not data:
+                    continue
+            decompressor = _decompressor(compression)
+        try:
+            out = decompressor.decompress(data, chunk) if bounded else decompressor.decompress(data)
+        except _DECOMPRESSION_ERRORS as error:
+            raise _corrupt(compression, error) from error
+        if decompressor.eof:
+            data = decompressor.unused_data
+        else:
+            data = decompressor.unconsumed_tail if bounded else b""
+        if out:
+            yield out
+    if bounded and not decompressor.eof:
+        try:  # output zlib held back for want of room, and the end marker, if it came
+            out = decompressor.flush()
+        except _DECOMPRESSION_ERRORS as error:
+            raise _corrupt(compression, error) from error
+        if out:
+            yield out
+    if not started:
+        raise CompressedStreamError(InputFault.TRUNCATED, "the file is empty")
+    if not decompressor.eof:
+        detail = "the compressed stream ends before its end-of-stream marker"
+        raise CompressedStreamError(InputFault.TRUNCATED, detail)
+
+
+class _DecompressedReader(io.RawIOBase):
+    """A readable stream over decompressed chunks, for iter_lines."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        if size is None or size < 0 or size >= len(self._pending):
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+
+def check_complete(path: str) -> IncompleteInput | None:
+    """Decompress a compressed file to its end: None if it is complete, else why not."""
+    lines, tail = 0, b"\n"
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        try:
+            for chunk in decompressed_chunks(raw, compression_of(path), _CHECK_CHUNK):
+                lines += chunk.count(b"\n")
+                tail = chunk[-1:]
+        except CompressedStreamError as error:
+            partial = 0 if tail == b"\n" else 1  # a last line cut short is a line too
+            return IncompleteInput(path, error.fault, error.detail, lines + partial)
+    return None
 
 
 def plan_ranges(path: str, size: int, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[ByteRange]:
@@ -159,12 +353,17 @@ def iter_lines(
 def read_blocks(
     rng: ByteRange, block_events: int = DEFAULT_BLOCK_EVENTS, newlines_before: int | None = None
 ) -> Iterator[RawBlock]:
-    """Raw blocks of at most `block_events` non-blank lines from one byte range."""
-    compression = CompressionTypes.AUTO if rng.compressed else CompressionTypes.UNCOMPRESSED
+    """Raw blocks of at most `block_events` non-blank lines from one byte range. A compressed
+    file without a valid end of stream raises CompressedStreamError after its last block."""
     payloads: list[bytes] = []
     numbers: list[int] = []
     blank = 0
-    with FileSystems.open(rng.path, compression_type=compression) as handle:
+    with FileSystems.open(rng.path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        handle = (
+            cast(IO[bytes], _DecompressedReader(decompressed_chunks(raw, compression_of(rng.path))))
+            if rng.compressed
+            else raw
+        )
         for line_no, line in iter_lines(handle, rng.start, rng.end, newlines_before):
             if not line.strip():
                 blank += 1  # a blank line holds no event; counted, not rejected
@@ -178,26 +377,58 @@ def read_blocks(
         yield RawBlock(rng.path, payloads, line_numbers=numbers, blank_lines=blank)
 
 
+FILE_STATS = "file_stats"
+
+
 class ReadRangeFn(beam.DoFn):  # type: ignore[misc]
-    """ByteRange -> RawBlocks, logging progress per range."""
+    """ByteRange -> RawBlocks, logging progress per range; the stats of a compressed file
+    quarantined as incomplete (tagged FILE_STATS) instead of any block of it."""
 
     def __init__(self, block_events: int) -> None:
         self._block_events = block_events
 
     def process(
         self, rng: ByteRange, newlines_before: Mapping[tuple[str, int], int]
-    ) -> Iterator[RawBlock]:
+    ) -> Iterator[Any]:
+        if rng.compressed:
+            incomplete = check_complete(rng.path)
+            if incomplete is not None:
+                log.error(
+                    "input %s quarantined, none of it read: %s: %s (%s lines before the "
+                    "fault are not counted); the run goes on without it. Have the file "
+                    "delivered again, then re-run its day.",
+                    rng.path,
+                    incomplete.fault.value,
+                    incomplete.detail,
+                    f"{incomplete.lines_before_fault:,}",
+                )
+                beam.metrics.Metrics.counter("read", "incomplete_files").inc()
+                yield pvalue.TaggedOutput(FILE_STATS, incomplete.stats())
+                return
         events = 0
         known = newlines_before.get((rng.path, rng.start)) if rng.start else 0
-        for block in read_blocks(rng, self._block_events, known):
-            events += len(block.payloads)
-            yield block
+        try:
+            for block in read_blocks(rng, self._block_events, known):
+                events += len(block.payloads)
+                yield block
+        except CompressedStreamError as error:
+            raise InputChanged(
+                f"{rng.path}: {error} when read for its events, after it had passed its "
+                "completeness check: was it rewritten while the run read it? The run "
+                "commits nothing; re-run it"
+            ) from error
         log.info("read %s events from %s [%s, %s)", f"{events:,}", rng.path, rng.start, rng.end)
         beam.metrics.Metrics.counter("read", "events").inc(events)
 
 
+class ReadResult(NamedTuple):
+    blocks: beam.PCollection  # RawBlocks
+    stats: beam.PCollection  # stats of the compressed files quarantined as incomplete
+
+
 class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
-    """Matched input files -> RawBlocks, spread over workers by byte range."""
+    """Matched input files -> RawBlocks, spread over workers by byte range, and the stats of
+    the compressed files quarantined as incomplete."""
 
     def __init__(
         self,
@@ -209,7 +440,7 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
         self._ranges = [r for path, size in files for r in plan_ranges(path, size, range_bytes)]
         self._block_events = block_events
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> ReadResult:
         ranges = (
             pbegin
             | "ByteRanges" >> beam.Create(self._ranges)
@@ -232,9 +463,10 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
             | "GroupCountsByFile" >> beam.GroupByKey()
             | "LinesBeforeRange" >> beam.FlatMap(_lines_before_each_range)
         )
-        return ranges | "ReadBlocks" >> beam.ParDo(
+        read = ranges | "ReadBlocks" >> beam.ParDo(
             ReadRangeFn(self._block_events), newlines_before=beam.pvalue.AsDict(newlines_before)
-        )
+        ).with_outputs(FILE_STATS, main="blocks")
+        return ReadResult(read.blocks, read[FILE_STATS])
 
 
 def _lines_before_each_range(

@@ -47,7 +47,44 @@ def privacy_refused_key(what: str) -> str:
     return f"privacy:refused_{what}"
 
 
+def incomplete_key(fault: str, path: str) -> str:
+    """An input file quarantined whole (fault: an InputFault value): a compressed file
+    without a valid end of stream. None of its lines is counted as read."""
+    return f"incomplete:{fault}:{path}"
+
+
+def incomplete_lines_key(path: str) -> str:
+    """Lines a quarantined file held before its fault: decompressed, not read as events."""
+    return f"incomplete_lines:{path}"
+
+
+def gate_key(channel: str, level: str) -> str:
+    """A streaming stats pane's quality gate for a channel (level: ok, warn or error)."""
+    return f"gate:{channel}:{level}"
+
+
 BLANK_LINES = "blank_lines_skipped"
+
+
+def channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, int]:
+    """A channel's read, accepted, rejected and duplicates counts."""
+    return {
+        "read": stats.get(read_key(channel), 0),
+        "accepted": stats.get(accepted_key(channel), 0),
+        "rejected": sum(v for k, v in stats.items() if k.startswith(f"rejected:{channel}:")),
+        "duplicates": sum(v for k, v in stats.items() if k.startswith(f"duplicates:{channel}:")),
+    }
+
+
+def incomplete_inputs(stats: Mapping[str, int]) -> list[tuple[str, str, int]]:
+    """(path, fault, lines before the fault) of every quarantined input file, by path."""
+    found = []
+    for key in stats:
+        kind, _, rest = key.partition(":")
+        if kind == "incomplete":
+            fault, _, path = rest.partition(":")  # a path may hold colons (gs://), a fault not
+            found.append((path, fault, stats.get(incomplete_lines_key(path), 0)))
+    return sorted(found)
 
 
 def merge(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import time
 import uuid
 from collections import Counter
@@ -31,17 +32,19 @@ from apache_beam.transforms import trigger, window
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
-from schemas.enums import RejectCode
+from schemas.enums import GateLevel, RejectCode
 from schemas.money import fils_to_decimal, format_bhd
 from schemas.timekeeping import to_utc_micros
+from transforms import lease
 from transforms import stats as st
 from transforms.aggregate import SUM_TYPE
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks
 from transforms.dedup import against_existing, conflict_rejections, split_by_partition
+from transforms.gates import CHANNELS, UNKNOWN_CHANNEL, GateResult, GateThresholds, evaluate_gates
 from transforms.partitions import accepted_stats, existing_rows
 from transforms.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
-from transforms.storage import replace, write_parquet, write_text
+from transforms.storage import delete, list_files, read_parquet, replace, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,40 @@ def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | Non
 
 def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
     """Stage `table` and rename it into place as `final`; None, with nothing written, when the
-    privacy scan finds a secret in it (the caller counts the refusal)."""
+    privacy scan finds a secret in it (the caller counts the refusal).
+
+    A payments file is moved into place only under the output root's writer lease
+    (`transforms.lease.pane_lease`: waited for as long as a batch run holds it, never dropped),
+    after reading the partition's event ids again: the pane left out what other writers had
+    committed when it read the partition, and if one committed some of its rows since, the
+    pane is not published but raised, so that Beam retries it and the retry leaves them out.
+    Rejected and live aggregate files are new rows under unique names that no writer reads
+    back to de-duplicate, so they do not wait for a batch run."""
     [leaks] = scan_tables([(table, final)])  # one pre-filter call per strength, not per column
     if leaks:
         _refuse(final, leaks, table.num_rows, (origin_of(table, leak.row) for leak in leaks))
         return None
     staged = layout.staged(root, run_id, final)
     write_parquet(table, staged)
-    replace([staged], [final])
+    if not final.startswith(layout.join(root, layout.PAYMENTS) + "/"):
+        replace([staged], [final])
+        return final
+    with lease.pane_lease(root, run_id):
+        directory = posixpath.dirname(final)
+        others = [
+            path
+            for path in list_files(directory)
+            if layout.run_of_pane_part(posixpath.basename(path)) != run_id
+        ]
+        committed = [read_parquet(path, ["event_id"])["event_id"] for path in others]
+        ids = pa.chunked_array(committed, pa.string()).combine_chunks()
+        if pc.any(pc.is_in(table["event_id"], value_set=ids)).as_py():
+            delete([staged])
+            raise RuntimeError(
+                f"another writer committed some of this pane's payments to {directory} after "
+                "the pane read it; the pane is not published, and its retry leaves them out"
+            )
+        replace([staged], [final])
     return final
 
 
@@ -234,21 +263,54 @@ def write_rejected_pane(
 
 
 class WriteStreamingStats(_OneFilePerPane):
-    """Partial stats -> one JSON file per pane under runs/<run_id>/, plus a progress line.
+    """Partial stats -> one JSON file per pane under runs/<run_id>/, plus a progress line and
+    the pane's quality gates.
 
     Summed over the files, read = accepted + rejected + duplicates for everything processed.
+    The gates' thresholds are the pipeline's --gate_* options unless given.
     """
+
+    def __init__(
+        self, root: str, run_id: str, every_seconds: int, gates: GateThresholds | None = None
+    ) -> None:
+        super().__init__(root, run_id, every_seconds)
+        self._gates = gates
+
+    def thresholds(self, pipeline: beam.Pipeline) -> GateThresholds:
+        return self._gates or GateThresholds.from_options(pipeline.options)
 
     def expand(self, stats: beam.PCollection) -> beam.PCollection:
         return self._panes(stats, "Stats") | "WriteStatsFile" >> beam.FlatMap(
-            write_stats_pane, self._root, self._run_id
+            write_stats_pane, self._root, self._run_id, self.thresholds(stats.pipeline)
         )
 
 
+def pane_gates(stats: dict[str, int], gates: GateThresholds) -> list[GateResult]:
+    """The quality gates of one stats pane, for the channels it has events of: a minute
+    without kiosk payments is no alarm. Rejections are counted where they are written, often
+    a pane after their reads, so a pane's ratio is an estimate (see gates.events_of)."""
+    by_channel = {c: st.channel_counts(stats, c) for c in (*CHANNELS, UNKNOWN_CHANNEL)}
+    return evaluate_gates(by_channel, gates, expected=())
+
+
+def _report_gate(gate: GateResult) -> None:
+    """Log a gate that is not ok and count every gate: alerting fires on the counter."""
+    beam.metrics.Metrics.counter("quality_gates", f"{gate.channel}_{gate.level.value}").inc()
+    if gate.level is GateLevel.ERROR:
+        log.error("quality gate error (the job goes on): %s", gate)
+    elif gate.level is GateLevel.WARN:
+        log.warning("quality gate warning: %s", gate)
+
+
 def write_stats_pane(
-    element: tuple[None, Iterable[dict[str, int]]], root: str, run_id: str
+    element: tuple[None, Iterable[dict[str, int]]],
+    root: str,
+    run_id: str,
+    gates: GateThresholds = GateThresholds(),  # noqa: B008 - frozen, so safe to share
 ) -> Iterator[str]:
-    """One pane of partial stats -> one stats file (its path), and a progress line.
+    """One pane of partial stats -> one stats file (its path), a progress line, and the
+    pane's quality gates, each counted in the file as `gate:<channel>:<level>` (summed over
+    the files: how many panes each channel spent at each level). Never raises for a gate.
 
     Keys name channels and codes, values are counts: only the keys can hold text. A pane whose
     keys fail the privacy scan is written as the count of that refusal alone."""
@@ -258,6 +320,9 @@ def write_stats_pane(
     if leaks:
         _refuse(path, leaks, len(merged))
         merged = {REFUSED_FILES: 1}
+    for gate in pane_gates(merged, gates):
+        _report_gate(gate)
+        merged[st.gate_key(gate.channel, gate.level.value)] = 1
     write_text(path, json.dumps(merged, indent=1))
     totals = st.totals_by_kind(merged)
     log.info(

@@ -1,6 +1,10 @@
 """Cloud Composer 2 (Airflow 2, Google provider) DAG: every night at 02:00 Bahrain time,
 launch the batch Flex Template on the previous Bahrain day's landing folder, wait for the job,
-then check its run manifest reconciles.
+then check its run manifest: it reconciles, quarantined no input as incomplete, and no channel
+failed its quality gate.
+
+The job runs on Dataflow after the launcher exits, so the batch command's exit statuses (3, 5,
+7) never reach Airflow: `check_manifest` reads the same facts from the manifest instead.
 
 Deploy this file and payments_schedule.py to the environment's dags/ folder (deploy/README.md). All
 settings come from one Airflow Variable, `payments_config` (JSON; keys in
@@ -28,6 +32,7 @@ from payments_schedule import (
     landing_glob,
     manifest_problems,
     newest_run_of,
+    run_alarms,
     run_id_floor,
 )
 
@@ -36,7 +41,8 @@ DAY = "payments_day(data_interval_end, params.day)"
 
 
 def check_manifest(**context: Any) -> None:
-    """Fail unless the newest batch run over the day committed (_SUCCESS) and reconciles."""
+    """Fail unless the newest batch run over the day committed (_SUCCESS), reconciles, read
+    every input whole and passed its quality gates."""
     import google.cloud.storage as storage
     from airflow.models import Variable
 
@@ -60,6 +66,13 @@ def check_manifest(**context: Any) -> None:
         # A retry would launch nothing new: a person has to look (deploy/README.md).
         raise AirflowFailException(
             f"run {manifest['run_id']} for {day} does not reconcile: " + "; ".join(problems)
+        )
+    alarms = run_alarms(manifest)
+    if alarms:
+        # Committed and accounted for, but a retry would read the same files: a person has to
+        # get an input delivered again or look at a channel (deploy/README.md).
+        raise AirflowFailException(
+            f"run {manifest['run_id']} for {day} committed, but: " + "; ".join(alarms)
         )
 
 

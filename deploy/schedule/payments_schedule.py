@@ -1,5 +1,6 @@
 """Rules of the nightly schedule, as plain functions: which Bahrain day a run processes, its
-landing glob and job name, and whether the run's manifest is sound.
+landing glob and job name, whether the run's manifest is sound, and what it still needs a
+person for.
 
 Standard library only: Cloud Composer imports this file from its dags/ folder, next to
 payments_nightly_dag.py, where the pipeline package is not installed.
@@ -92,3 +93,19 @@ def manifest_problems(manifest: Mapping[str, Any]) -> list[str]:
     if not manifest.get("reconciles", False) and not problems:
         problems.append("manifest says it does not reconcile")
     return problems
+
+
+def run_alarms(manifest: Mapping[str, Any]) -> list[str]:
+    """What a committed run still needs a person for, though its data is valid and accounted
+    for: inputs it quarantined as incomplete (have them delivered again, then re-run the day)
+    and channels that failed their quality gate. Empty when there is nothing."""
+    alarms = [
+        f"input not read: {i['path']}: {i['fault']} (have it delivered again, then re-run the day)"
+        for i in manifest.get("incomplete_inputs") or []
+    ]
+    alarms += [
+        f"quality gate: {g['channel']}: {g['message']}"
+        for g in manifest.get("quality_gates") or []
+        if g.get("level") == "error"
+    ]
+    return alarms

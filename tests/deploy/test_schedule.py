@@ -21,6 +21,7 @@ from deploy.schedule.payments_schedule import (
     manifest_problems,
     newest_run_of,
     previous_bahrain_day,
+    run_alarms,
     run_id_floor,
 )
 from pipelines.batch import new_run_id
@@ -157,6 +158,65 @@ def test_manifest_problem_names_the_channel_and_its_counts() -> None:
 def test_manifest_that_says_it_does_not_reconcile_is_a_problem() -> None:
     odd = {**manifest("r", "2017-06-30", portal=(1, 1, 0, 0)), "reconciles": False}
     assert manifest_problems(odd) == ["manifest says it does not reconcile"]
+
+
+def gate(channel: str, level: str, message: str) -> dict[str, Any]:
+    return {"channel": channel, "level": level, "message": message}
+
+
+def test_a_run_that_read_everything_and_passed_its_gates_raises_no_alarm() -> None:
+    sound = {
+        **manifest("r", "2017-06-30", portal=(10, 10, 0, 0)),
+        "incomplete_inputs": [],
+        "quality_gates": [gate("portal", "ok", "fine"), gate("kiosk", "warn", "no events read")],
+    }
+    assert run_alarms(sound) == []
+
+
+def test_a_manifest_from_before_gates_and_incomplete_inputs_raises_no_alarm() -> None:
+    assert run_alarms(manifest("r", "2017-06-30", portal=(10, 10, 0, 0))) == []
+
+
+def test_a_failed_quality_gate_is_an_alarm_naming_the_channel() -> None:
+    failed = {
+        **manifest("r", "2017-06-30", kiosk=(40, 0, 40, 0)),
+        "quality_gates": [gate("kiosk", "error", "all 40 events rejected")],
+    }
+    assert run_alarms(failed) == ["quality gate: kiosk: all 40 events rejected"]
+
+
+def test_an_incomplete_input_is_an_alarm_naming_the_file_and_its_fault() -> None:
+    path = f"{LANDING}/2017-06-30/portal.jsonl.gz"
+    cut = {
+        **manifest("r", "2017-06-30", portal=(0, 0, 0, 0)),
+        "incomplete_inputs": [{"path": path, "fault": "TRUNCATED"}],
+    }
+    assert run_alarms(cut) == [
+        f"input not read: {path}: TRUNCATED (have it delivered again, then re-run the day)"
+    ]
+
+
+def test_the_dag_fails_its_check_without_retry_on_an_alarm() -> None:
+    tree = ast.parse(DAG_FILE.read_text())
+    (check,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "check_manifest"
+    ]
+    calls = {
+        n.func.id
+        for n in ast.walk(check)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
+    assert {"manifest_problems", "run_alarms"} <= calls
+    fails = [
+        node
+        for node in ast.walk(check)
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and ast.unparse(node.exc.func) == "AirflowFailException"
+    ]
+    assert len(fails) == 2  # does not reconcile; committed, but with an alarm
 
 
 def dag_call() -> ast.Call:

@@ -49,7 +49,7 @@ def data_files(output: Path) -> list[str]:
         str(p.relative_to(output))
         for p in output.rglob("*")
         if p.is_file()
-        and not str(p.relative_to(output)).startswith("_staging")
+        and not str(p.relative_to(output)).startswith(("_staging", "_lease"))
         and "runs" not in p.parts
     )
 

@@ -284,3 +284,89 @@ def test_a_refusal_is_recognised_in_the_exception_chain(tmp_path: Path) -> None:
 
 def test_any_other_failure_is_not_taken_for_a_refusal(tmp_path: Path) -> None:
     assert batch.refusal_of(_info(tmp_path), RuntimeError("disk full")) is None
+
+
+# --- quality gates and incomplete inputs: committed, with their own exit status -------------
+
+
+def _committed_manifest(**changes: object) -> dict[str, object]:
+    """What run() returns for a committed run, with `changes`."""
+    return {
+        "run_id": "20170701T000000Z-abcdef",
+        "output_root": "out",
+        "elapsed_seconds": 1.0,
+        "by_channel": {},
+        "counts": {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0},
+        "reconciles": True,
+        "incomplete_inputs": [],
+        "quality_gate": "ok",
+        "quality_gates": [],
+        **changes,
+    }
+
+
+FAILED_GATE = {"channel": "kiosk", "level": "error", "message": "all 40 events rejected"}
+CUT_INPUT = {
+    "path": "in/portal.jsonl.gz",
+    "fault": "TRUNCATED",
+    "reason": "cut off",
+    "lines_before_fault": 3,
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({}, 0),
+        ({"quality_gate": "warn"}, 0),
+        ({"quality_gate": "error", "quality_gates": [FAILED_GATE]}, 5),
+        ({"incomplete_inputs": [CUT_INPUT]}, 7),
+        ({"incomplete_inputs": [CUT_INPUT], "quality_gate": "error"}, 7),
+        ({"reconciles": False, "incomplete_inputs": [CUT_INPUT], "quality_gate": "error"}, 3),
+    ],
+)
+def test_the_batch_command_maps_a_committed_runs_alarms_to_exit_statuses(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, object], status: int
+) -> None:
+    monkeypatch.setattr(batch, "run", lambda _argv: _committed_manifest(**changes))
+    assert batch.main(["--input", "x", "--output", "y"]) == status
+
+
+def test_a_failed_gate_prints_one_error_line_naming_the_channel(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = _committed_manifest(quality_gate="error", quality_gates=[FAILED_GATE])
+    monkeypatch.setattr(batch, "run", lambda _argv: failed)
+    assert batch.main(["--input", "x", "--output", "y"]) == batch.EXIT_QUALITY_GATE == 5
+    err = capsys.readouterr().err.strip()
+    assert err == "error: quality gate: kiosk: all 40 events rejected"
+
+
+BAD_KIOSK_LINE = KIOSK_LINE.replace('"amount": "25.000"', '"amount": "-1.000"').replace(
+    '"seq": 7', '"seq": {seq}'
+)
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_channel_whose_events_are_all_rejected_commits_and_exits_5(tmp_path: Path) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 1, "late_rate": 0.0})
+    day = tmp_path / "landing" / "2017-06-24"
+    bad = "".join(BAD_KIOSK_LINE.format(seq=n, time="2017-06-24 10:00:00") for n in range(12))
+    (day / "kiosk.jsonl").write_text(bad)
+
+    result = subprocess.run(
+        _batch_command(str(day / "*.jsonl"), tmp_path / "out"),
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+    assert result.returncode == batch.EXIT_QUALITY_GATE, result.stderr[-3000:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line == "error: quality gate: kiosk: all 12 events rejected"
+    [manifest] = manifests(tmp_path / "out")
+    assert manifest["reconciles"]
+    assert manifest["quality_gate"] == "error"
+    assert (tmp_path / "out" / "runs" / manifest["run_id"] / "_SUCCESS").exists()
+    assert payments(tmp_path / "out").num_rows == manifest["counts"]["accepted"] > 0
+    assert "kiosk      error  all 12 events rejected" in result.stdout

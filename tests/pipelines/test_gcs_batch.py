@@ -117,7 +117,7 @@ def published(emulator: GcsEmulator, out: str) -> list[str]:
     return [
         name
         for name in object_names(emulator.client(), out)
-        if not name.startswith((f"{layout.STAGING}/", f"{layout.RUNS}/"))
+        if not name.startswith((f"{layout.STAGING}/", f"{layout.RUNS}/", f"{layout.LEASE_DIR}/"))
     ]
 
 

@@ -4,6 +4,7 @@ anything is published; a secret past the redaction publishes nothing."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import pyarrow as pa
 import pytest
 
 from schemas import layout
+from transforms import commit, lease
 from transforms.commit import CommitFn, PublishRefused, commit_run, refusal
 from transforms.manifest import RunInfo
 from transforms.partitions import StagedFile
 from transforms.scanner import SecretInOutput
-from transforms.storage import write_parquet
+from transforms.storage import replace, write_parquet
 
 CARD = "4111 1111 1111 1111"
 CARD_DIGITS = "4111111111111111"
@@ -215,3 +217,62 @@ def test_the_commit_step_raises_a_refusal_beam_can_rebuild_with_its_step_name(
     # What Beam does to name the failing step (apache_beam.runners.common._reraise_augmented).
     rebuilt = type(refused.value)(refused.value.args[0] + " [while running 'Commit/PublishRun']")
     assert str(rebuilt).startswith(str(refused.value.__cause__))
+
+
+# --- the writer lease (transforms/lease.py) -----------------------------------------------------
+
+
+def _take_over_from(root: Path, run_id: str) -> lease.Lease:
+    """Run `run_id` holds the lease, its heartbeat stops, and another run takes it over."""
+    held = lease.acquire(str(root), run_id, "batch", ttl=0.2)
+    held._stop.set()  # a frozen launcher: no more heartbeats
+    time.sleep(0.3)
+    return lease.acquire(str(root), "run-3", "batch")
+
+
+def test_a_run_whose_lease_was_taken_over_publishes_nothing(
+    tmp_path: Path, published: dict[str, bytes]
+) -> None:
+    staged = _run(tmp_path, "run-2", _payments("Riffa"), _rejected("amount is negative"))
+    with (
+        _take_over_from(tmp_path, "run-2"),
+        pytest.raises(lease.LeaseLost, match=r"run-2 lost its writer lease.*run-3 took it"),
+    ):
+        commit_run(_info(tmp_path, "run-2"), {}, staged, [])
+    assert _snapshot(tmp_path) == {
+        **published,
+        "runs/run-2/_LEASE_REVOKED.json": (
+            tmp_path / "runs/run-2/_LEASE_REVOKED.json"
+        ).read_bytes(),
+    }
+    assert not (tmp_path / layout.STAGING / "run-2").exists()  # deleted by the new holder
+
+
+def test_a_lease_lost_during_the_moves_writes_no_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
+    held = lease.acquire(str(tmp_path), "run-1", "batch")
+
+    def moves_then_lose_the_lease(sources: list[str], targets: list[str]) -> None:
+        replace(sources, targets)
+        held.release()  # as if its heartbeat had stopped and another writer had taken over
+
+    monkeypatch.setattr(commit, "replace", moves_then_lose_the_lease)
+    with pytest.raises(lease.LeaseLost):
+        commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+    assert not (tmp_path / "runs/run-1" / layout.MANIFEST).exists()
+    assert not (tmp_path / "runs/run-1" / layout.SUCCESS_MARKER).exists()
+
+
+def test_a_commit_of_a_run_launched_without_a_lease_waits_for_the_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, published: dict[str, bytes]
+) -> None:
+    monkeypatch.setattr(lease, "COMMIT_WAIT_SECONDS", 0.2)
+    staged = _run(tmp_path, "run-2", _payments("Riffa"), _rejected("amount is negative"))
+    with lease.acquire(str(tmp_path), "run-3", "batch"):
+        with pytest.raises(lease.OutputBusy, match="held by batch run run-3"):
+            commit_run(_info(tmp_path, "run-2"), {}, staged, [])
+        assert _snapshot(tmp_path).keys() - {"_lease/writer.json"} == published.keys()
+    commit_run(_info(tmp_path, "run-2"), {}, staged, [])  # once it is free
+    assert (tmp_path / "runs/run-2" / layout.SUCCESS_MARKER).exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from schemas.money import MAX_FILS, format_bhd
 from schemas.records import SCHEMA_VERSION
 from transforms import stats as st
 from transforms.columnar import decimal_from_fils
+from transforms.gates import GateThresholds
 from transforms.manifest import RunInfo, build_manifest, summary_table
 from transforms.partitions import accepted_stats
 
@@ -254,3 +256,76 @@ def test_manifest_amounts_by_status_are_the_exact_python_sums(
     assert amounts["amount_bhd_by_status"] == {
         k: format_bhd(v) for k, v in sorted(expected.items())
     }
+
+
+# --- incomplete inputs and quality gates ------------------------------------------------------
+
+CUT = "gs://landing/2017-07-01/portal.jsonl.gz"
+WITH_INCOMPLETE = {
+    **BALANCED,
+    st.incomplete_key("TRUNCATED", CUT): 1,
+    st.incomplete_lines_key(CUT): 887,
+}
+INFO_WITH_CUT = replace(INFO, inputs=[*INFO.inputs, (CUT, 28_881)])
+
+
+def test_an_incomplete_input_is_listed_with_its_fault_and_size() -> None:
+    manifest = build_manifest(INFO_WITH_CUT, WITH_INCOMPLETE, FILES, [])
+    assert manifest["incomplete_inputs"] == [
+        {
+            "path": CUT,
+            "bytes": 28_881,
+            "fault": "TRUNCATED",
+            "reason": "the compressed stream ends before its end-of-stream marker: the file "
+            "was cut off (an interrupted transfer?)",
+            "lines_before_fault": 887,
+        }
+    ]
+
+
+def test_an_incomplete_input_is_counted_apart_so_what_was_read_still_reconciles() -> None:
+    manifest = build_manifest(INFO_WITH_CUT, WITH_INCOMPLETE, FILES, [])
+    assert manifest["counts"] == _manifest(BALANCED)["counts"]
+    assert manifest["reconciles"] is True
+
+
+def test_a_run_without_incomplete_inputs_lists_none() -> None:
+    assert _manifest(BALANCED)["incomplete_inputs"] == []
+
+
+def test_summary_table_names_each_incomplete_input() -> None:
+    table = summary_table(build_manifest(INFO_WITH_CUT, WITH_INCOMPLETE, FILES, []))
+    assert f"  {CUT}: TRUNCATED, 887 lines before the fault" in table.splitlines()
+    assert table.splitlines()[-1] == (
+        "read = accepted + rejected + duplicates: yes (of what was read: 1 incomplete input(s) "
+        "not read)"
+    )
+
+
+def test_the_manifest_holds_a_gate_per_channel_and_the_worst_level() -> None:
+    manifest = _manifest(BALANCED)  # channels of at most 10 events, none all rejected
+    assert [(g["channel"], g["level"]) for g in manifest["quality_gates"]] == [
+        ("portal", "ok"),
+        ("mobile_app", "ok"),
+        ("kiosk", "ok"),
+    ]
+    assert manifest["quality_gate"] == "ok"
+
+
+def test_the_manifests_gates_use_the_runs_thresholds() -> None:
+    info = replace(INFO, gates=GateThresholds(0.01, 0.05, min_events=1))
+    manifest = build_manifest(info, BALANCED, FILES, [])
+    [kiosk] = [g for g in manifest["quality_gates"] if g["channel"] == "kiosk"]
+    assert (kiosk["level"], kiosk["ratio"], kiosk["threshold"]) == ("error", 0.5, 0.05)
+    assert manifest["quality_gate"] == "error"
+
+
+def test_a_channel_all_rejected_fails_the_manifests_gate() -> None:
+    stats = {**BALANCED, "read:kiosk": 150, "accepted:kiosk": 0}
+    stats["rejected:kiosk:INVALID_AMOUNT"] = 149
+    manifest = _manifest(stats)
+    assert manifest["reconciles"] is True
+    assert manifest["quality_gate"] == "error"
+    summary = summary_table(manifest).splitlines()
+    assert "quality gates: error" in summary
+    assert "  kiosk      error  all 150 events rejected" in summary

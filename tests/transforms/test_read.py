@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import itertools
+import lzma
+import pickle
 import tracemalloc
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import pytest
+import zstandard
+from apache_beam.pvalue import TaggedOutput
 
-from schemas.enums import RejectCode
+from schemas.enums import InputFault, RejectCode
 from transforms import read
+from transforms.rawblock import RawBlock
 from transforms.read import (
     MAX_HELD_LINE_BYTES,
     ByteRange,
@@ -350,3 +358,175 @@ def test_anything_short_of_a_whole_leading_bom_is_kept(start: bytes) -> None:
 
 def test_file_of_only_a_bom_holds_no_line() -> None:
     assert list(iter_lines(io.BytesIO(BOM), 0, None)) == []
+
+
+# --- compressed files: whole, or not at all ----------------------------------------------------
+
+# Enough distinct lines that gzip needs many deflate blocks and the check many output chunks.
+MANY_LINES = b"".join(
+    b'{"n": %d, "ref": "%08x"}\n' % (n, n * 2654435761 % 2**32) for n in range(60_000)
+)
+GZIPPED = gzip.compress(MANY_LINES)
+
+
+def _flipped(data: bytes, position: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[position] ^= 0x01
+    return bytes(damaged)
+
+
+def _check(tmp_path: Path, name: str, data: bytes) -> read.IncompleteInput | None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return read.check_complete(str(path))
+
+
+def test_a_whole_gzip_file_is_complete(tmp_path: Path) -> None:
+    assert _check(tmp_path, "a.jsonl.gz", GZIPPED) is None
+
+
+def test_a_gzip_file_cut_in_half_is_truncated_with_the_lines_it_held(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", GZIPPED[: len(GZIPPED) // 2])
+    assert found is not None
+    assert found.fault is InputFault.TRUNCATED
+    assert found.detail == "the compressed stream ends before its end-of-stream marker"
+    whole = MANY_LINES.count(b"\n")
+    assert whole * 0.4 < found.lines_before_fault < whole * 0.6
+
+
+def test_a_gzip_file_missing_only_its_trailer_is_truncated(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", GZIPPED[:-8])
+    assert found is not None
+    assert found.fault is InputFault.TRUNCATED
+
+
+def test_a_flipped_byte_in_the_middle_of_a_gzip_file_is_corrupt(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", _flipped(GZIPPED, len(GZIPPED) // 2))
+    assert found is not None
+    assert found.fault is InputFault.CORRUPT
+
+
+def test_a_wrong_crc_in_the_gzip_trailer_is_named(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", _flipped(GZIPPED, len(GZIPPED) - 6))
+    assert found is not None
+    assert (found.fault, found.detail) == (
+        InputFault.CORRUPT,
+        "its CRC-32 does not match the one in its gzip trailer",
+    )
+
+
+def test_a_wrong_length_in_the_gzip_trailer_is_named(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", _flipped(GZIPPED, len(GZIPPED) - 2))
+    assert found is not None
+    assert found.detail == "its length does not match the one (ISIZE) in its gzip trailer"
+
+
+def test_a_gz_that_is_not_gzip_is_not_compressed(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", MANY_LINES)
+    assert found is not None
+    assert (found.fault, found.lines_before_fault) == (InputFault.NOT_COMPRESSED, 0)
+
+
+def test_an_empty_gz_is_truncated(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", b"")
+    assert found is not None
+    assert (found.fault, found.detail) == (InputFault.TRUNCATED, "the file is empty")
+
+
+def test_concatenated_gzip_members_are_one_complete_file(tmp_path: Path) -> None:
+    data = gzip.compress(b"a\nb\n") + gzip.compress(b"c\n")
+    path = _write_raw(tmp_path / "a.jsonl.gz", data)
+    assert read.check_complete(path) is None
+    (rng,) = plan_ranges(path, len(data))
+    assert [n for b in read_blocks(rng) for n in b.payloads] == [b"a", b"b", b"c"]
+
+
+def test_nul_padding_after_a_gzip_member_is_allowed_as_gzip_allows_it(tmp_path: Path) -> None:
+    assert _check(tmp_path, "a.jsonl.gz", GZIPPED + b"\0" * 512) is None
+
+
+def test_garbage_after_a_gzip_member_is_corrupt(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", GZIPPED + b"trailing garbage")
+    assert found is not None
+    assert found.fault is InputFault.CORRUPT
+
+
+def test_a_second_member_cut_short_is_truncated(tmp_path: Path) -> None:
+    found = _check(tmp_path, "a.jsonl.gz", GZIPPED + GZIPPED[:100])
+    assert found is not None
+    assert found.fault is InputFault.TRUNCATED
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [
+        (".bz2", bz2.compress),
+        (".xz", lzma.compress),
+        (".zst", lambda data: zstandard.ZstdCompressor().compress(data)),
+        (".deflate", zlib.compress),
+    ],
+)
+def test_other_compressed_formats_are_checked_to_their_end_too(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
+    data = compress(MANY_LINES)
+    assert _check(tmp_path, f"whole.jsonl{suffix}", data) is None
+    cut = _check(tmp_path, f"cut.jsonl{suffix}", data[: len(data) // 2])
+    assert cut is not None
+    assert cut.fault is InputFault.TRUNCATED
+
+
+def _write_raw(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_reading_a_truncated_gzip_file_raises_after_its_last_whole_block(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path / "a.jsonl.gz", GZIPPED[: len(GZIPPED) // 2])
+    (rng,) = plan_ranges(path, 1)
+    with pytest.raises(read.CompressedStreamError, match="TRUNCATED"):
+        list(read_blocks(rng))
+
+
+def test_a_whole_gzip_file_reads_every_line(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path / "a.jsonl.gz", GZIPPED)
+    (rng,) = plan_ranges(path, 1)
+    payloads = [p for b in read_blocks(rng, block_events=7_000) for p in b.payloads]
+    assert payloads == MANY_LINES.splitlines()
+
+
+def _process(path: str) -> list[Any]:
+    (rng,) = plan_ranges(path, 1)
+    return list(read.ReadRangeFn(1000).process(rng, {}))
+
+
+def test_a_truncated_gzip_input_yields_its_quarantine_stats_and_no_block(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path / "a.jsonl.gz", GZIPPED[: len(GZIPPED) // 2])
+    [out] = _process(path)
+    assert isinstance(out, TaggedOutput)
+    assert out.tag == read.FILE_STATS
+    assert set(out.value) == {f"incomplete:TRUNCATED:{path}", f"incomplete_lines:{path}"}
+    assert out.value[f"incomplete:TRUNCATED:{path}"] == 1
+
+
+def test_a_complete_gzip_input_yields_blocks_only(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path / "a.jsonl.gz", GZIPPED)
+    blocks = _process(path)
+    assert all(isinstance(b, RawBlock) for b in blocks)
+    assert sum(len(b.payloads) for b in blocks) == MANY_LINES.count(b"\n")
+
+
+def test_an_input_that_fails_after_passing_its_check_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the file were rewritten, cut short, between its check and its reading."""
+    path = _write_raw(tmp_path / "a.jsonl.gz", GZIPPED[: len(GZIPPED) // 2])
+    monkeypatch.setattr(read, "check_complete", lambda _path: None)
+    with pytest.raises(read.InputChanged, match="after it had passed its completeness check"):
+        _process(path)
+
+
+def test_a_compressed_stream_error_survives_pickling() -> None:
+    error = read.CompressedStreamError(InputFault.CORRUPT, "bad")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.fault, copy.detail, str(copy)) == (InputFault.CORRUPT, "bad", "CORRUPT: bad")
