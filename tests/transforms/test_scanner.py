@@ -9,12 +9,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms import scanner
 from transforms.live import LiveAggregate
+from transforms.privacy import Strength, find_secrets
 from transforms.scanner import (
     Leak,
     SecretInOutput,
+    candidates,
     leaks_in_text,
     origin_of,
     scan_file,
@@ -184,3 +188,20 @@ def test_files_scanned_together_skip_what_the_reader_skips(tmp_path: Path) -> No
         (clean, 1, []),
         (leaky, 1, [Leak("c", "kiosk_site", 0, "card")]),
     ]
+
+
+_PIECES = st.sampled_from(
+    ["4111", "1", "12", "123456", "1234567", "-", " ", ".", "a", "x9", "٤", "\u00a0"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_PIECES, max_size=14).map("".join),
+    st.sampled_from([Strength.FREE_TEXT, Strength.IDENTIFIER]),
+)
+def test_the_pre_filter_keeps_every_value_the_rule_would_flag(
+    text: str, strength: Strength
+) -> None:
+    if find_secrets(text, strength):
+        assert candidates(pa.array([text]), strength) == [0]
