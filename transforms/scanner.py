@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.privacy import (
-    Finding,
     Secrets,
     Strength,
+    ascii_digits,
     find_secrets,
     raw_findings,
     redact_text,
@@ -52,7 +52,6 @@ _CARD_IN_IDENTIFIER = (
     r"\p{Nd}{13}"
     r"|(?:^|[^\p{L}\p{N}])\p{Nd}{1,6}(?:[^\p{L}\p{N}]+\p{Nd}{1,6}){2,}(?:$|[^\p{L}\p{N}])"
 )
-_NON_DIGITS = re.compile(r"\D+")
 _NOT_ASCII_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
 
 
@@ -102,20 +101,6 @@ def candidates(
     return [int(i) for i in pc.indices_nonzero(hit).to_pylist()]
 
 
-def _column_findings(name: str, values: pa.ChunkedArray) -> Iterator[tuple[int, Finding]]:
-    strength = strength_of(name)
-    if strength is None:
-        return
-    rows = candidates(values, strength)
-    if not rows:
-        return
-    texts = values.take(pa.array(rows, pa.int64())).to_pylist()
-    for row, text in zip(rows, texts, strict=True):
-        found = raw_findings(text) if name == RAW_COLUMN else find_secrets(text, strength)
-        for finding in found:
-            yield row, finding
-
-
 @dataclass(frozen=True)
 class Leak:
     """Where the scanner saw a secret: never the value itself."""
@@ -138,11 +123,7 @@ def string_columns(table: pa.Table) -> Iterator[tuple[str, pa.ChunkedArray]]:
 
 def scan_table(table: pa.Table, file: str) -> list[Leak]:
     """Every secret the rule sees in the string columns of one table (one per row and column)."""
-    leaks: dict[tuple[str, int], Leak] = {}
-    for name, column in string_columns(table):
-        for row, finding in _column_findings(name, column):
-            leaks.setdefault((name, row), Leak(file, name, row, finding.kind))
-    return list(leaks.values())
+    return scan_tables([(table, file)])[0]
 
 
 class SecretInOutput(RuntimeError):
@@ -167,7 +148,7 @@ def _digits(text: str) -> bytes:
     """The digits of `text`, any script, as ASCII bytes (a C-level table walk when ASCII)."""
     if text.isascii():
         return text.encode().translate(None, _NOT_ASCII_DIGITS)
-    return "".join(str(int(c)) for c in _NON_DIGITS.sub("", text)).encode()
+    return ascii_digits(text).encode()
 
 
 def _candidates_in(
