@@ -70,6 +70,11 @@ def pane_part_name(run_id: str) -> str:
     return f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
 
 
+def pane_stats_path(root: str, run_id: str) -> str:
+    """A new stats file of a streaming run: the run's stats are the sum over them all."""
+    return join(run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+
+
 def run_of_pane_part(file_name: str) -> str | None:
     """The streaming run that wrote a data file, or None for a file no streaming run named."""
     match = _PANE_PART.search(file_name)

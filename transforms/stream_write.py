@@ -17,7 +17,6 @@ import json
 import logging
 import posixpath
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timezone
@@ -123,7 +122,7 @@ REFUSED_MESSAGES = st.privacy_refused_key("messages")
 def _write_refusal_stats(root: str, run_id: str, key: str) -> None:
     """Count a refusal where a sink has no stats output of its own: one more stats file of the
     run (the stats are the sum over `runs/<run_id>/stats-*.json`)."""
-    path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+    path = layout.pane_stats_path(root, run_id)
     write_text(path, json.dumps({key: 1}, indent=1))
 
 
@@ -315,7 +314,7 @@ def write_stats_pane(
     Keys name channels and codes, values are counts: only the keys can hold text. A pane whose
     keys fail the privacy scan is written as the count of that refusal alone."""
     merged = st.merge(element[1])
-    path = layout.join(layout.run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")
+    path = layout.pane_stats_path(root, run_id)
     leaks = scan_texts(list(merged), path, "stats key")
     if leaks:
         _refuse(path, leaks, len(merged))
