@@ -323,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if scan:
         print(
             f"privacy:    {scan['files']} files, {scan['rows']:,} rows read back and scanned "
-            f"in {scan['seconds']} s: no secret found"
+            f"in {scan['seconds']} s (workers and commit): no secret found; screening and "
+            f"redaction in blocks {manifest.get('privacy_screening_seconds', 0)} s"
         )
     return exit_status(manifest)
 

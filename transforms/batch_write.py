@@ -46,8 +46,8 @@ from transforms.dedup import (
     split_by_partition,
 )
 from transforms.ingest import Outcome
-from transforms.partitions import StagedFile, WriteSettings, write_partition
-from transforms.storage import exists, read_bytes, read_parquet, write_bytes, write_parquet
+from transforms.partitions import StagedFile, WriteSettings, stage, write_partition
+from transforms.storage import exists, read_bytes, read_parquet, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,7 @@ def stage_rejected(blocks: list[ArrowBlock], settings: WriteSettings) -> list[St
             ("error_code", "ascending"),
         ]
     )
-    staged = layout.staged(settings.root, settings.run_id, final)
-    write_parquet(table, staged)
-    return [StagedFile(staged, final)]
+    return [stage(table, final, settings.root, settings.run_id)]
 
 
 class StageRejected(beam.PTransform):  # type: ignore[misc]
@@ -226,9 +224,7 @@ def stage_month(
     final = layout.aggregate_path(settings.root, kind, month)
     existing = read_parquet(final) if exists(final) else month_schema(kind).empty_table()
     merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
-    staged = layout.staged(settings.root, settings.run_id, final)
-    write_parquet(merged, staged)
-    yield StagedFile(staged, final)
+    yield stage(merged, final, settings.root, settings.run_id)
 
 
 class StageAggregates(beam.PTransform):  # type: ignore[misc]

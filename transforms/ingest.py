@@ -18,6 +18,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas.catalogue import load_catalogue
+from transforms import stats as st
 from transforms.blocks import RunContext, process_block
 from transforms.columnar import ArrowBlock
 from transforms.dedup import split_by_partition
@@ -89,7 +90,8 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
             yield key, ArrowBlock.of(rows)
         if rejected:
             yield pvalue.TaggedOutput(Outcome.REJECTED.value, ArrowBlock.of(result.rejected))
-        yield pvalue.TaggedOutput(Outcome.STATS.value, dict(result.stats))
+        cost = {st.PRIVACY_SCREENING_MICROS: round(result.privacy_seconds * 1e6)}
+        yield pvalue.TaggedOutput(Outcome.STATS.value, {**result.stats, **cost})
 
 
 class IngestEvents(beam.PTransform):  # type: ignore[misc]

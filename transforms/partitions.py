@@ -7,6 +7,7 @@ moves them into place only after every partition of the run has been staged.
 from __future__ import annotations
 
 import posixpath
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from schemas.arrow import payment_file_schema, payment_schema
 from transforms import stats as st
 from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.dedup import CONTENT_COLUMNS, Deduplicated, against_existing
+from transforms.scanner import FileScan, scan_file
 from transforms.storage import list_files, read_parquet, write_parquet
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
@@ -37,8 +39,27 @@ class WriteSettings:
 
 @dataclass(frozen=True)
 class StagedFile:
+    """A file written to the run's staging folder, to be moved to `final` by the commit.
+
+    `scan` is what the privacy scanner found reading the staged file back right after it was
+    written (`stage`), by the worker that wrote it: the scans of a run's files then run in
+    parallel, not one after another in the commit step. The commit refuses the run if any scan
+    found a secret, and scans itself the files that come without one.
+    """
+
     staged: str
     final: str
+    scan: FileScan | None = field(default=None, compare=False)
+    scan_seconds: float = field(default=0.0, compare=False)
+
+
+def stage(table: pa.Table, final: str, root: str, run_id: str) -> StagedFile:
+    """Write `table` where the run stages `final`, read it back and scan it (`StagedFile`)."""
+    staged = layout.staged(root, run_id, final)
+    write_parquet(table, staged)
+    started = time.perf_counter()
+    scan = scan_file(staged, final)
+    return StagedFile(staged, final, scan, time.perf_counter() - started)
 
 
 @dataclass
@@ -65,12 +86,6 @@ def existing_rows(directory: str, is_own: Callable[[str], bool]) -> tuple[pa.Tab
     return (pa.concat_tables([empty, *tables], promote_options="permissive")), own
 
 
-def _stage(table: pa.Table, final: str, settings: WriteSettings) -> StagedFile:
-    staged = layout.staged(settings.root, settings.run_id, final)
-    write_parquet(table, staged)
-    return StagedFile(staged, final)
-
-
 def write_partition(
     channel: str, event_date: date, rows: pa.Table, settings: WriteSettings
 ) -> PartitionWrite:
@@ -87,7 +102,7 @@ def write_partition(
     for index, start in enumerate(range(0, new.num_rows, settings.max_rows_per_file)):
         final = layout.join(directory, layout.part_name(settings.input_key, index))
         chunk = file_rows.slice(start, settings.max_rows_per_file)
-        out.staged.append(_stage(chunk, final, settings))
+        out.staged.append(stage(chunk, final, settings.root, settings.run_id))
         written.add(final)
     out.stale = [p for p in own if p not in written]
 

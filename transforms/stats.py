@@ -47,6 +47,12 @@ def privacy_refused_key(what: str) -> str:
     return f"privacy:refused_{what}"
 
 
+# Microseconds the privacy rule took inside blocks (screening accepted rows, redacting rejected
+# ones), added by the ingest step: a cost, not a count of events (the manifest also reports
+# it as `privacy_screening_seconds`; a streaming stats file carries it per pane).
+PRIVACY_SCREENING_MICROS = "cost:privacy_screening_micros"
+
+
 def incomplete_key(fault: str, path: str) -> str:
     """An input file quarantined whole (fault: an InputFault value): a compressed file
     without a valid end of stream. None of its lines is counted as read."""

@@ -19,6 +19,8 @@ from transforms.scanner import (
     Leak,
     SecretInOutput,
     candidates,
+    cpr_in_identifiers,
+    cprs_in_identifiers,
     leaks_in_text,
     origin_of,
     scan_file,
@@ -205,3 +207,48 @@ def test_the_pre_filter_keeps_every_value_the_rule_would_flag(
 ) -> None:
     if find_secrets(text, strength):
         assert candidates(pa.array([text]), strength) == [0]
+
+
+_CPR = "850101234"
+_ID_PIECES = st.sampled_from(
+    ["PTL-", "2017-", "850101234", "85010", "1234", "-", " ", "٨٥٠١٠١٢٣٤", "x", "9", "0" * 30]
+)
+_IDENTIFIER = st.lists(_ID_PIECES, max_size=8).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.just(_CPR), st.text("0123456789", min_size=9, max_size=9)),
+            _IDENTIFIER,
+            _IDENTIFIER,
+            st.one_of(st.none(), _IDENTIFIER),
+        ),
+        max_size=12,
+    )
+)
+def test_the_block_cpr_check_finds_what_the_per_event_rule_finds(
+    rows: list[tuple[str | None, str, str, str | None]],
+) -> None:
+    table = pa.table(
+        {
+            "event_id": pa.array([r[1] for r in rows], pa.string()),
+            "service_code": pa.array([r[2] for r in rows], pa.string()),
+            "kiosk_id": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    expected = {
+        row: column
+        for row, (cpr, event_id, service, kiosk) in enumerate(rows)
+        if (column := cpr_in_identifiers(cpr, event_id, service, kiosk)) is not None
+    }
+    assert cprs_in_identifiers(table, [r[0] for r in rows]) == expected
+
+
+def test_a_cpr_in_a_long_identifier_is_found_by_the_per_event_rule() -> None:
+    event_id = "1" * 50 + _CPR
+    table = pa.table(
+        {"event_id": [event_id], "service_code": ["TRF-FINE"], "kiosk_id": pa.nulls(1, pa.string())}
+    )
+    assert cprs_in_identifiers(table, [_CPR]) == {0: "event_id"}
