@@ -23,6 +23,8 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import pvalue
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import layout
 from schemas.arrow import payment_schema, rejected_schema
@@ -46,7 +48,7 @@ from transforms.dedup import (
     split_by_partition,
 )
 from transforms.ingest import Outcome
-from transforms.partitions import StagedFile, WriteSettings, stage, write_partition
+from transforms.partitions import StagedFile, WriteSettings, scanned, stage, write_partition
 from transforms.storage import exists, read_bytes, read_parquet, write_bytes
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,16 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, settings: WriteSettings, lineage: _Lineage) -> None:
         self._settings = settings
         self._lineage = lineage
+        self._unscanned: list[StagedFile] = []
+
+    def start_bundle(self) -> None:
+        self._unscanned = []
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        """The bundle's staged files, read back and scanned together (`partitions.scanned`)."""
+        for staged in scanned(self._unscanned):
+            yield WindowedValue(staged, GlobalWindow().max_timestamp(), [GlobalWindow()])
+        self._unscanned = []
 
     def process(
         self,
@@ -132,7 +144,7 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         elsewhere = drop_losers(rows, concat_blocks(moved[(channel, day)], loser_schema()))
         within = deduplicate(elsewhere.winners)
         written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)
-        yield from written.staged
+        self._unscanned.extend(written.staged)
         for stale in written.stale:
             yield pvalue.TaggedOutput("stale", stale)
         month = day[:7]

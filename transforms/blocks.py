@@ -251,11 +251,11 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         keep = [row for row in range(len(rows)) if row not in holding_secrets]
         accepted = accepted.take(pa.array(keep, pa.int64()))
         rows = [rows[row] for row in keep]
+    rejected = rejected_table(rejections, ctx.run_id, ctx.ingested_micros)
+    privacy_seconds = time.perf_counter() - screening_started
     stats = _accepted_stats(rows)
     if block.blank_lines:
         stats[st.BLANK_LINES] += block.blank_lines
-    rejected = rejected_table(rejections, ctx.run_id, ctx.ingested_micros)
-    privacy_seconds = time.perf_counter() - screening_started
     for channel, code in zip(
         rejected.column("channel").to_pylist(),
         rejected.column("error_code").to_pylist(),

@@ -8,19 +8,22 @@ nanoseconds a value) keeps only the values whose digits could hold a secret, and
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.privacy import (
+    Finding,
     Secrets,
     Strength,
     ascii_digits,
@@ -43,8 +46,7 @@ _IDENTIFIERS = ("event_id", "service_code", "kiosk_id")
 
 # A chain of at least 9 digits joined only by non-alphanumeric characters: the shortest that
 # can hold a CPR; 13 digits in one run, or three groups: the least a card in an identifier has
-# (transforms.privacy). RE2 compiles these Unicode classes in ~1.6 ms, which pyarrow pays on
-# every call: callers pre-filter many columns in one call.
+# (transforms.privacy). The pre-filter runs them over ASCII values only (`_ascii`).
 _CHAIN_OF_9 = r"\p{Nd}(?:[^\p{L}\p{N}]*\p{Nd}){8}"
 # In an identifier the groups must also stand alone (not glued to letters) and be at most six
 # digits long: a UUID's 8-4-4 decimal-hex runs, one UUID in five, no longer need Python.
@@ -70,35 +72,36 @@ def _ascii(pattern: str) -> str:
     return pattern.replace(r"[^\p{L}\p{N}]", "[^A-Za-z0-9]").replace(r"\p{Nd}", "[0-9]")
 
 
-_PATTERNS = {
-    Strength.IDENTIFIER: (_CARD_IN_IDENTIFIER, _ascii(_CARD_IN_IDENTIFIER)),
-    Strength.FREE_TEXT: (_CHAIN_OF_9, _ascii(_CHAIN_OF_9)),
+_ASCII = {
+    Strength.IDENTIFIER: _ascii(_CARD_IN_IDENTIFIER),
+    Strength.FREE_TEXT: _ascii(_CHAIN_OF_9),
 }
+_NINE_DIGITS = r"(?s)(?:\p{Nd}.*){9}"
 
 
-def candidates(
-    values: pa.Array | pa.ChunkedArray, strength: Strength, unicode_regex: bool = True
-) -> list[int]:
+def candidates(values: pa.Array | pa.ChunkedArray, strength: Strength) -> list[int]:
     """Rows whose value the rule must read (the others cannot hold a secret).
 
-    With `unicode_regex` (the scanner: one call for many files), one Unicode pattern. Without
-    (a block's columns: a call per block), ASCII values get the cheap ASCII pattern and the few
-    others (Arabic site names, digits of other scripts) all go to the rule.
+    One regex call per kind of value, each cheap to compile (RE2 compiles the strengths'
+    Unicode patterns in ~4 ms, which pyarrow pays on every call: more than scanning a file):
+    - ASCII values: the strength's pattern over [0-9] and [A-Za-z0-9] (~0.06 ms to compile);
+    - other values (Arabic names, digits of other scripts): those with at least nine digits
+      of any script, the fewest any secret has (~0.3 ms);
+    - any value with a `\\u` escape, which can spell any digit (the rule decodes them).
     """
-    unicode_pattern, ascii_pattern = _PATTERNS[strength]
     if len(values) == 0:
         return []  # pyarrow 2x crashes on compute over a chunked array without chunks
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
-    if unicode_regex:
-        hit = pc.fill_null(pc.match_substring_regex(values, unicode_pattern), False)
-    else:
-        is_ascii = pc.fill_null(pc.string_is_ascii(values), True)
-        ascii_hit = pc.fill_null(pc.match_substring_regex(values, ascii_pattern), False)
-        hit = pc.or_(pc.and_(is_ascii, ascii_hit), pc.invert(is_ascii))
-    return [int(i) for i in pc.indices_nonzero(hit).to_pylist()]
+    is_ascii = pc.fill_null(pc.string_is_ascii(values), True)
+    hit = pc.and_(is_ascii, pc.fill_null(pc.match_substring_regex(values, _ASCII[strength]), False))
+    if not pc.all(is_ascii).as_py():
+        many_digits = pc.fill_null(pc.match_substring_regex(values, _NINE_DIGITS), False)
+        hit = pc.or_(hit, pc.and_(pc.invert(is_ascii), many_digits))
+    escaped = pc.fill_null(pc.match_substring(values, "\\u"), False)
+    return [int(i) for i in pc.indices_nonzero(pc.or_(hit, escaped)).to_pylist()]
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,17 @@ def _candidates_in(
     """(row, column) of the values of `names` the rule must read, in one pre-filter call."""
     n = table.num_rows
     joined = pa.concat_arrays([table.column(name).combine_chunks() for name in names])
-    return [(i % n, names[i // n]) for i in candidates(joined, strength, unicode_regex=False)]
+    return [(i % n, names[i // n]) for i in candidates(joined, strength)]
 
 
 def cpr_in_identifiers(
     cpr: str | None, event_id: str, service_code: str, kiosk_id: str | None
 ) -> str | None:
     """The name of the first identifier holding the payer's CPR in any form (digit groups,
-    scripts), or None: the reference rule, per event, that `cprs_in_identifiers` computes a
-    block at a time (and falls back to for the values it cannot vectorise)."""
+    scripts), or None. No vectorised per-row substring test exists, so this runs per row: a
+    byte-table walk a value (~0.3 µs; a version in columns, comparing the 9-digit windows of
+    each value's digits to the row's CPR, measured 3x slower: pyarrow's regex replace that
+    takes the digits alone costs ~0.4 µs a value)."""
     if cpr is None:
         return None
     wanted = cpr.encode()
@@ -178,54 +183,68 @@ def cpr_in_identifiers(
     return None
 
 
-# Digit strings up to this long are compared window by window in columns (one compute call per
-# window position); the rare longer one goes to `cpr_in_identifiers`.
-_MAX_VECTOR_DIGITS = 40
 _CPR_DIGITS = 9
 
 
-def _cpr_windows(digits: pa.Array, cprs: pa.Array, longest: int) -> pa.Array:
-    """Per row: is the row's CPR one of the 9-digit windows of its digit string."""
-    hit = pa.array([False] * len(digits), pa.bool_())
-    for start in range(longest - _CPR_DIGITS + 1):
-        window = pc.utf8_slice_codeunits(digits, start, start + _CPR_DIGITS)
-        hit = pc.or_(hit, pc.fill_null(pc.equal(window, cprs), False))
-    return hit
+def _ascii_digits_of(values: pa.Array, keep_all: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(the ASCII digits of every value, concatenated; each value's offsets into them), read
+    straight from the string array's buffers: a few vectorised passes over its bytes.
+    `keep_all`: every byte, not only digits."""
+    values = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, len(values) + 1, values.offset * 4)
+    data = (
+        np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    )
+    text = data[offsets[0] : offsets[-1]]
+    if keep_all:
+        return text, offsets - offsets[0]
+    is_digit = (text >= 0x30) & (text <= 0x39)
+    before = np.concatenate(([0], np.cumsum(is_digit)))
+    return text[is_digit], before[offsets - offsets[0]]
 
 
 def cprs_in_identifiers(table: pa.Table, cprs: Sequence[str | None]) -> dict[int, str]:
-    """{row: first identifier column holding that row's payer CPR}, for a block of accepted
-    rows: what `cpr_in_identifiers` says row by row, in columns.
+    """{row: first identifier column holding that row's payer CPR}: `cpr_in_identifiers` for a
+    whole block, in numpy (measured ~4x faster than the per-row walk it replaces).
 
-    No compute function tests a per-row substring, but a CPR is nine digits: it is in a digit
-    string exactly when it equals one of the string's 9-digit windows, and identifiers are
-    short, so a few vectorised comparisons replace a Python call per event. Values that are not
-    ASCII (digits of other scripts) or have more digits than `_MAX_VECTOR_DIGITS` take the
-    reference rule.
+    A CPR is nine digits, so it is in a value's digits exactly when it equals one of their
+    9-digit windows: every window of every value is compared with its row's CPR at once.
+    Values that are not ASCII (digits of other scripts) take the per-row rule.
     """
     found: dict[int, str] = {}
-    if table.num_rows == 0:
-        return found
-    wanted = pa.array(cprs, pa.string())
-    has_cpr = pc.is_valid(wanted)
+    n = table.num_rows
+    given = pa.array(cprs, pa.string())
+    nine = pc.and_(pc.equal(pc.binary_length(given), _CPR_DIGITS), pc.string_is_ascii(given))
+    regular = pc.fill_null(nine, False)
+    has_cpr = regular.to_numpy(zero_copy_only=False)
+    # Every row nine bytes (a placeholder where there is no CPR): one n x 9 matrix.
+    padded = pc.if_else(regular, given, "-" * _CPR_DIGITS)
+    cpr_bytes, _ = _ascii_digits_of(padded, keep_all=True)
+    cpr_matrix = cpr_bytes.reshape(n, _CPR_DIGITS)
+    odd = np.flatnonzero(pc.is_valid(given).to_numpy(zero_copy_only=False) & ~has_cpr).tolist()
     for name in _IDENTIFIERS:
         values = table.column(name).combine_chunks()
         if pa.types.is_dictionary(values.type):
             values = values.cast(values.type.value_type)
-        digits = pc.replace_substring_regex(values, "[^0-9]+", "")
-        length = pc.fill_null(pc.binary_length(digits), 0)
-        is_ascii = pc.fill_null(pc.string_is_ascii(values), True)
-        vector = pc.and_(is_ascii, pc.less_equal(length, _MAX_VECTOR_DIGITS))
-        reach = pc.and_(has_cpr, pc.greater_equal(length, _CPR_DIGITS))
-        longest = pc.max(pc.if_else(pc.and_(reach, vector), length, 0)).as_py() or 0
-        hit = _cpr_windows(digits, wanted, longest)
-        for row in pc.indices_nonzero(pc.and_(pc.and_(reach, vector), hit)).to_pylist():
-            found.setdefault(row, name)
-        by_rule = pc.and_(pc.and_(has_cpr, pc.is_valid(values)), pc.invert(vector))
-        for row in pc.indices_nonzero(by_rule).to_pylist():
-            cpr = cprs[row]
-            if cpr is not None and cpr.encode() in _digits(values[row].as_py()):
-                found.setdefault(row, name)
+        is_ascii = pc.fill_null(pc.string_is_ascii(values), True).to_numpy(zero_copy_only=False)
+        valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        digits, offsets = _ascii_digits_of(values)
+        windows = np.where(has_cpr & valid & is_ascii, offsets[1:] - offsets[:-1] - 8, 0)
+        windows = np.maximum(windows, 0)
+        rows = np.repeat(np.arange(n), windows)
+        first = np.repeat(offsets[:-1] - (np.cumsum(windows) - windows), windows)
+        starts = first + np.arange(len(rows))
+        match = np.ones(len(rows), bool)
+        for k in range(_CPR_DIGITS):
+            match &= digits[starts + k] == cpr_matrix[rows, k]
+        for row in np.unique(rows[match]).tolist():
+            found.setdefault(int(row), name)
+        by_rule = np.flatnonzero(has_cpr & valid & ~is_ascii).tolist() + odd
+        for row in by_rule:
+            text = values[row].as_py()
+            if text is not None and cpr_in_identifiers(cprs[row], text, "", None):
+                found.setdefault(int(row), name)
     return dict(sorted(found.items()))
 
 
@@ -233,11 +252,13 @@ def screen_accepted(table: pa.Table, cprs: Sequence[str | None]) -> tuple[pa.Tab
     """Accepted rows with their free text redacted, and the rows to reject instead.
 
     Returns (table with free-text columns redacted, {row: column} of rows whose identifier
-    column holds a card number or the row's payer CPR). The caller removes those rows.
+    column holds the row's payer CPR (`cpr_in_identifiers`) or a card number). The caller
+    removes those rows.
     """
+    rejected: dict[int, str] = {}
     if table.num_rows == 0:
-        return table, {}
-    rejected = cprs_in_identifiers(table, cprs)
+        return table, rejected
+    rejected.update(cprs_in_identifiers(table, cprs))
     for row, name in _candidates_in(table, _IDENTIFIERS, Strength.IDENTIFIER):
         if find_secrets(table.column(name)[row].as_py(), Strength.IDENTIFIER):
             rejected.setdefault(row, name)
@@ -288,10 +309,38 @@ def origin_of(table: pa.Table, row: int) -> str | None:
 _BATCH_VALUES = 1_000_000
 
 
-def _as_large_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    return column if pa.types.is_large_string(column.type) else column.cast(pa.large_string())
+def _as_large_string(values: pa.Array) -> pa.Array:
+    return values if pa.types.is_large_string(values.type) else values.cast(pa.large_string())
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One chunk of a column as the scan reads it: its distinct values when the chunk is
+    dictionary-encoded (as `read_back` reads Parquet: each value is checked once, however many
+    rows repeat it), else its values, one per row."""
+
+    piece: tuple[int, int, str]  # (table index, column position, column name)
+    first_row: int  # the chunk's first row in its column
+    values: pa.Array
+    indices: pa.Array | None  # row -> value, for a dictionary chunk
+
+    def rows_of(self, value: int) -> list[int]:
+        if self.indices is None:
+            return [self.first_row + value]
+        rows = pc.indices_nonzero(pc.fill_null(pc.equal(self.indices, value), False))
+        # A dictionary entry no row uses is still in the file: it is reported at its first row
+        # (the chunk's) so that the file is refused all the same.
+        return [self.first_row + int(r) for r in rows.to_pylist()] or [self.first_row]
+
+
+def _segments(piece: tuple[int, int, str], column: pa.ChunkedArray) -> Iterator[_Segment]:
+    first_row = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            yield _Segment(piece, first_row, _as_large_string(chunk.dictionary), chunk.indices)
+        else:
+            yield _Segment(piece, first_row, _as_large_string(chunk), None)
+        first_row += len(chunk)
 
 
 def _scan_batch(
@@ -299,27 +348,40 @@ def _scan_batch(
 ) -> dict[int, list[tuple[int, int, Leak]]]:
     """Leaks of one batch of columns ((table, position, name, values)), by table."""
     found: dict[int, dict[tuple[str, int], tuple[int, int, Leak]]] = {}
-    by_strength: dict[Strength, list[tuple[int, int, str, pa.ChunkedArray]]] = {}
-    for piece in pieces:
-        strength = strength_of(piece[2])
-        if strength is not None and len(piece[3]):
-            by_strength.setdefault(strength, []).append(piece)
-    for strength, group in by_strength.items():
-        values = pa.chunked_array(
-            [chunk for *_, column in group for chunk in _as_large_string(column).chunks],
-            pa.large_string(),
-        )
-        starts = list(accumulate((len(column) for *_, column in group), initial=0))
-        for hit in candidates(values, strength):
+    by_strength: dict[Strength | str, list[_Segment]] = {}
+    for table_index, position, name, column in pieces:
+        strength: Strength | str | None = RAW_COLUMN if name == RAW_COLUMN else strength_of(name)
+        if strength is not None:
+            segments = by_strength.setdefault(strength, [])
+            segments.extend(_segments((table_index, position, name), column))
+    for strength, segments in by_strength.items():
+        segments = [segment for segment in segments if len(segment.values)]
+        if not segments:
+            continue
+        values = pa.chunked_array([segment.values for segment in segments], pa.large_string())
+        starts = list(accumulate((len(segment.values) for segment in segments), initial=0))
+        # A rejected row's raw text is read whole by the rule (its keys mask card and CPR
+        # fields of any length, which no digit pattern pre-filters); such rows are few.
+        rule: Callable[[str], list[Finding]] = raw_findings
+        hits: Iterable[int] = range(len(values))
+        if isinstance(strength, Strength):
+            rule = functools.partial(find_secrets, strength=strength)
+            hits = candidates(values, strength)
+        for hit in hits:
             at = bisect_right(starts, hit) - 1
-            table_index, position, name, column = group[at]
-            row = hit - starts[at]
-            text = column[row].as_py()
+            segment = segments[at]
+            value = hit - starts[at]
+            text = segment.values[value].as_py()
+            findings = rule(text) if text is not None else []
+            if not findings:
+                continue
+            table_index, position, name = segment.piece
             leaks = found.setdefault(table_index, {})
-            found_here = raw_findings(text) if name == RAW_COLUMN else find_secrets(text, strength)
-            for finding in found_here:
-                file = named[table_index][1]
-                leaks.setdefault((name, row), (position, row, Leak(file, name, row, finding.kind)))
+            file = named[table_index][1]
+            for row in segment.rows_of(value):
+                for finding in findings:
+                    leak = Leak(file, name, row, finding.kind)
+                    leaks.setdefault((name, row), (position, row, leak))
     return {index: list(leaks.values()) for index, leaks in found.items()}
 
 
@@ -360,20 +422,34 @@ def _is_text(field: pa.Field) -> bool:
 
 def read_back(path: str) -> pa.Table:
     """A written file as a table (local or gs://) of what the scan reads: a Parquet file's
-    string and lineage columns, any other file as text, one row per line of a `text` column.
-    A file that starts like Parquet but does not read as Parquet raises: it cannot be checked."""
+    string columns (not those the product itself fills, `SYSTEM_COLUMNS`: a third of the bytes
+    of a payments file), any other file as text, one row per line of a `text` column. A file
+    that starts like Parquet but does not read as Parquet raises: it cannot be checked."""
     data = read_bytes(path)
     if data.startswith(PARQUET_MAGIC):
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        schema = parquet.schema_arrow
-        wanted = [f.name for f in schema if _is_text(f) or f.name in _LINEAGE_COLUMNS]
-        return parquet.read(columns=wanted)
+        schema = pq.read_schema(pa.BufferReader(data))
+        text = [f.name for f in schema if _is_text(f) and strength_of(f.name) is not None]
+        # Text as dictionaries, the way Parquet stores most of it: the scan then reads each
+        # distinct value once (a day's service names, statuses, sites), not once per row.
+        parquet = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text)
+        return parquet.read(columns=text)
     lines = data.decode("utf-8", "replace").splitlines()
     return pa.table({TEXT_COLUMN: pa.array(lines, pa.string())})
 
 
+def _lineage_of(path: str) -> pa.Table | None:
+    """The lineage columns of a written Parquet file (None for another file): read only when
+    the scan found a leak, to say where its rows came from."""
+    data = read_bytes(path)
+    if not data.startswith(PARQUET_MAGIC):
+        return None
+    names = pq.read_schema(pa.BufferReader(data)).names
+    return pq.read_table(pa.BufferReader(data), columns=[n for n in names if n in _LINEAGE_COLUMNS])
+
+
 def _file_scan(path: str, table: pa.Table, leaks: list[Leak]) -> FileScan:
-    origins = {leak.row: origin_of(table, leak.row) for leak in leaks}
+    lineage = _lineage_of(path) if leaks else None
+    origins = {leak.row: origin_of(lineage, leak.row) for leak in leaks} if lineage else {}
     return FileScan(path, table.num_rows, leaks, {r: o for r, o in origins.items() if o})
 
 

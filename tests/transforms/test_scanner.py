@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -14,13 +15,11 @@ from hypothesis import strategies as st
 
 from transforms import scanner
 from transforms.live import LiveAggregate
-from transforms.privacy import Strength, find_secrets
+from transforms.privacy import Strength, find_secrets, raw_findings
 from transforms.scanner import (
     Leak,
     SecretInOutput,
     candidates,
-    cpr_in_identifiers,
-    cprs_in_identifiers,
     leaks_in_text,
     origin_of,
     scan_file,
@@ -193,8 +192,11 @@ def test_files_scanned_together_skip_what_the_reader_skips(tmp_path: Path) -> No
 
 
 _PIECES = st.sampled_from(
-    ["4111", "1", "12", "123456", "1234567", "-", " ", ".", "a", "x9", "٤", "\u00a0"]
-)
+    [
+        "4111", "1", "12", "123456", "1234567", "-", " ", ".", "a", "x9", "٤", "\u00a0",
+        "\n", "ب", "\\u0034", "\\u0031", "\\u0661",
+    ]
+)  # fmt: skip
 
 
 @settings(max_examples=400, deadline=None)
@@ -209,9 +211,40 @@ def test_the_pre_filter_keeps_every_value_the_rule_would_flag(
         assert candidates(pa.array([text]), strength) == [0]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map("".join))
+def test_the_scan_of_a_raw_column_finds_whatever_the_rule_finds(text: str) -> None:
+    raw = '{"card": "' + text + '"}'
+    leaks = scanner.scan_table(pa.table({"raw": [raw]}), "rejected.parquet")
+    assert bool(leaks) == bool(raw_findings(raw))
+
+
+def test_a_card_spelled_in_json_escapes_in_a_rejected_raw_is_found() -> None:
+    escaped = "".join(f"\\u{ord(c):04x}" for c in CARD_DIGITS)
+    table = pa.table({"raw": [f'{{"card": "{escaped}"}}']})
+    assert [leak.kind for leak in scanner.scan_table(table, "rejected.parquet")] == ["card"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=8).map("".join), max_size=20))
+def test_a_dictionary_encoded_column_is_scanned_as_its_plain_values_are(
+    sites: list[str],
+) -> None:
+    plain = pa.table({"kiosk_site": pa.array(sites, pa.string())})
+    encoded = pa.table({"kiosk_site": pc.dictionary_encode(plain["kiosk_site"])})
+    assert scanner.scan_table(encoded, "f") == scanner.scan_table(plain, "f")
+
+
+def test_a_card_repeated_in_a_dictionary_column_is_found_at_every_row_holding_it(
+    tmp_path: Path,
+) -> None:
+    path = _parquet(tmp_path, _rows(["Isa Town", CARD, "Riffa", CARD]))
+    assert [leak.row for leak in scan_file(path).leaks] == [1, 3]
+
+
 _CPR = "850101234"
 _ID_PIECES = st.sampled_from(
-    ["PTL-", "2017-", "850101234", "85010", "1234", "-", " ", "٨٥٠١٠١٢٣٤", "x", "9", "0" * 30]
+    ["PTL-", "2017-", _CPR, "85010", "1234", "-", " ", "٨٥٠١٠١٢٣٤", "x", "9", "0" * 30, "٣"]
 )
 _IDENTIFIER = st.lists(_ID_PIECES, max_size=8).map("".join)
 
@@ -228,7 +261,7 @@ _IDENTIFIER = st.lists(_ID_PIECES, max_size=8).map("".join)
         max_size=12,
     )
 )
-def test_the_block_cpr_check_finds_what_the_per_event_rule_finds(
+def test_the_block_cpr_check_finds_what_the_per_row_rule_finds(
     rows: list[tuple[str | None, str, str, str | None]],
 ) -> None:
     table = pa.table(
@@ -241,14 +274,17 @@ def test_the_block_cpr_check_finds_what_the_per_event_rule_finds(
     expected = {
         row: column
         for row, (cpr, event_id, service, kiosk) in enumerate(rows)
-        if (column := cpr_in_identifiers(cpr, event_id, service, kiosk)) is not None
+        if (column := scanner.cpr_in_identifiers(cpr, event_id, service, kiosk)) is not None
     }
-    assert cprs_in_identifiers(table, [r[0] for r in rows]) == expected
+    assert scanner.cprs_in_identifiers(table, [r[0] for r in rows]) == expected
 
 
-def test_a_cpr_in_a_long_identifier_is_found_by_the_per_event_rule() -> None:
-    event_id = "1" * 50 + _CPR
+def test_the_block_cpr_check_reads_a_sliced_table() -> None:
     table = pa.table(
-        {"event_id": [event_id], "service_code": ["TRF-FINE"], "kiosk_id": pa.nulls(1, pa.string())}
-    )
-    assert cprs_in_identifiers(table, [_CPR]) == {0: "event_id"}
+        {
+            "event_id": ["PTL-2017-000000001", f"PTL-{_CPR}", "x"],
+            "service_code": ["A", "B", "C"],
+            "kiosk_id": pa.nulls(3, pa.string()),
+        }
+    ).slice(1)
+    assert scanner.cprs_in_identifiers(table, [_CPR, _CPR]) == {0: "event_id"}
