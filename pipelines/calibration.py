@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from pipelines import cli
 from pipelines.generate import H1_2017_DAYS, H1_2017_START, PUBLISHED_H1_2017
@@ -52,10 +53,25 @@ def refuse_if_no_aggregates(root: str) -> None:
 
 def measured(output_root: str) -> dict[str, tuple[int, Decimal]]:
     """(successful payments, BHD) per channel over H1 2017, from the by_status aggregates."""
+    from transforms.committed import committed_files  # imports Beam: after the checks
+
+    by_status = layout.join(output_root, layout.AGGREGATES, "by_status")
+    # The month files committed runs wrote, one version a month (transforms.committed).
+    files = [
+        path
+        for path in committed_files(output_root, layout.AGGREGATES)
+        if path.startswith(by_status + "/")
+    ]
+    filesystem, base = pafs.FileSystem.from_uri(by_status) if "://" in by_status else (None, "")
+    if filesystem is not None:  # a list of gs:// paths needs its filesystem named
+        files = [base + path[len(by_status) :] for path in files]
+        by_status = base
     dataset = ds.dataset(
-        layout.join(output_root, layout.AGGREGATES, "by_status"),
+        files,
         format="parquet",
+        filesystem=filesystem,
         partitioning=ds.partitioning(pa.schema([("month", pa.string())]), flavor="hive"),
+        partition_base_dir=by_status,
     )
     in_h1 = (
         (ds.field("status") == PaymentStatus.SUCCESS.value)

@@ -43,11 +43,42 @@ def payments_dir(root: str, channel: str, event_date: date) -> str:
     return join(root, PAYMENTS, partition_path(channel, event_date))
 
 
-def aggregate_path(root: str, kind: str, month: str) -> str:
-    """The one aggregate file of a kind for a month ("YYYY-MM")."""
+def aggregate_dir(root: str, kind: str, month: str) -> str:
+    """The folder of a kind's aggregates for a month ("YYYY-MM")."""
     if kind not in AGGREGATE_KINDS:
         raise ValueError(f"unknown aggregate kind {kind!r}")
-    return join(root, AGGREGATES, kind, f"month={month}", "aggregate.parquet")
+    return join(root, AGGREGATES, kind, f"month={month}")
+
+
+# Before versions, a month had one file of this name; it is read as version 0.
+UNVERSIONED_AGGREGATE = "aggregate.parquet"
+_AGGREGATE_VERSION = re.compile(
+    r"aggregate-v(?P<version>\d{6})-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)\.parquet$"
+)
+
+
+def aggregate_path(root: str, kind: str, month: str, version: int, run_id: str) -> str:
+    """One version of a month's aggregate file, as the run `run_id` wrote it.
+
+    A month's file is never rewritten in place: each run that changes the month writes the
+    next version (its whole month) under a new name, and the version readers of committed runs
+    see is the newest whose run committed (`transforms.committed`). A run killed before its
+    commit leaves a version no committed reader takes, and the earlier one is still there.
+    """
+    return join(aggregate_dir(root, kind, month), f"aggregate-v{version:06d}-{run_id}.parquet")
+
+
+def aggregate_version_of(file_name: str) -> tuple[int, str | None] | None:
+    """(version, run id) of an aggregate file name; (0, None) for the unversioned name of
+    earlier releases; None for a file no batch run named."""
+    if file_name.endswith("/" + UNVERSIONED_AGGREGATE) or file_name == UNVERSIONED_AGGREGATE:
+        return 0, None
+    match = _AGGREGATE_VERSION.search(file_name)
+    return (int(match.group("version")), match.group("run")) if match else None
+
+
+def success_marker(root: str, run_id: str) -> str:
+    return join(run_dir(root, run_id), SUCCESS_MARKER)
 
 
 def part_name(input_key: str, index: int) -> str:

@@ -33,6 +33,7 @@ from transforms import stats as st
 from transforms.aggregate import merge_month, month_schema
 from transforms.blocks import rejected_table
 from transforms.columnar import ArrowBlock, concat_blocks, decode_ipc
+from transforms.committed import current_aggregates, run_committed
 from transforms.dedup import (
     INDEX_COLUMNS,
     Deduplicated,
@@ -49,7 +50,7 @@ from transforms.dedup import (
 )
 from transforms.ingest import Outcome
 from transforms.partitions import StagedFile, WriteSettings, scanned, stage, write_partition
-from transforms.storage import exists, read_bytes, read_parquet, write_bytes
+from transforms.storage import list_files, read_bytes, read_parquet, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +232,18 @@ class StageRejected(beam.PTransform):  # type: ignore[misc]
 def stage_month(
     element: tuple[tuple[str, str], Iterable[ArrowBlock]], settings: WriteSettings
 ) -> Iterator[StagedFile]:
-    """Stage a month's aggregate file: this run's partitions replaced, the others kept."""
+    """Stage the month's next aggregate version: the newest committed one with this run's
+    partitions replaced, the others kept (`schemas.layout.aggregate_path`)."""
     (kind, month), blocks = element
-    final = layout.aggregate_path(settings.root, kind, month)
-    existing = read_parquet(final) if exists(final) else month_schema(kind).empty_table()
+    versions = list_files(layout.aggregate_dir(settings.root, kind, month))
+    current = current_aggregates(versions, lambda run: run_committed(settings.root, run))
+    existing = month_schema(kind).empty_table()
+    for path in current.values():  # the month's one folder
+        existing = read_parquet(path)
     merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
+    numbers = [v[0] for v in map(layout.aggregate_version_of, versions) if v is not None]
+    version = max(numbers, default=0) + 1
+    final = layout.aggregate_path(settings.root, kind, month, version, settings.run_id)
     yield stage(merged, final, settings.root, settings.run_id)
 
 

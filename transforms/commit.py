@@ -1,10 +1,14 @@
-"""The last step of a batch run: publish staged files, then the manifest, then `_SUCCESS`.
+"""The last step of a batch run: publish staged files, then the manifest, then `_SUCCESS`,
+then delete the aggregate versions the run replaced.
 
 Nothing reaches a dataset folder before this step, so a run killed earlier leaves the
 published output as it was. The step itself is a sequence of moves, not one atomic switch
 (on GCS each move is a copy then a delete): a run killed inside it may have published some of
 its files, whole, and has no `_SUCCESS`. Its files are named from its input, so re-running the
-same input overwrites them and removes the ones it no longer writes: no row twice.
+same input overwrites them and removes the ones it no longer writes: no row twice. Aggregate
+month files are the exception: each run writes a month's next version under a new name, and
+until `_SUCCESS` the previous version is the one committed readers take
+(`transforms.committed`); the replaced versions are deleted only after it.
 
 Before the first move every staged file has been read back and its string columns scanned
 with the privacy rule (`transforms.scanner`), a second line of defence behind the redaction:
@@ -33,6 +37,7 @@ import pyarrow as pa
 from schemas import layout
 from transforms import lease
 from transforms import stats as st
+from transforms.committed import superseded_aggregates
 from transforms.manifest import RunInfo, build_manifest
 from transforms.partitions import StagedFile
 from transforms.scanner import Leak, SecretInOutput, read_back, scan_files
@@ -146,7 +151,10 @@ def commit_run(
         still_held()
         replace([s.staged for s in staged], [s.final for s in staged])
         delete(stale)
-        manifest = build_manifest(info, stats, sorted(finals), stale)
+        # Older aggregate versions count for committed readers until `_SUCCESS`: listed now,
+        # deleted after it.
+        superseded = superseded_aggregates(info.output_root, info.run_id)
+        manifest = build_manifest(info, stats, sorted(finals), [*stale, *superseded])
         manifest["privacy_scan"] = scanned
         # Worker seconds the rule took inside blocks (screening and redaction), beside the scan.
         manifest["privacy_screening_seconds"] = round(
@@ -155,15 +163,32 @@ def commit_run(
         run_dir = layout.run_dir(info.output_root, info.run_id)
         still_held()
         write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
-        write_text(layout.join(run_dir, layout.SUCCESS_MARKER), "")
+        write_text(layout.success_marker(info.output_root, info.run_id), "")
+        _delete_superseded(superseded)
         delete_tree(layout.staging_dir(info.output_root, info.run_id))
     log.info(
         "committed run %s: %d files published, %d superseded files removed",
         info.run_id,
         len(finals),
-        len(stale),
+        len(stale) + len(superseded),
     )
     return manifest
+
+
+def _delete_superseded(paths: list[str]) -> None:
+    """Delete aggregate versions the committed run replaced. The run is committed already:
+    a failure here costs glob readers a month counted twice until the next run's commit
+    deletes them, never committed readers, so it is logged, not raised."""
+    try:
+        delete(paths)
+    except Exception as err:
+        log.warning(
+            "could not delete %d superseded aggregate file(s) (%s: %s); committed readers are "
+            "not affected, and the next run's commit deletes them",
+            len(paths),
+            type(err).__name__,
+            err,
+        )
 
 
 class PublishRefused(RuntimeError):

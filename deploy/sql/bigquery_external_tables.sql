@@ -9,6 +9,9 @@
 -- reading a sum beyond NUMERIC's range instead of returning it).
 -- Only committed files are ever under these folders (runs stage under _staging/), but on GCS a
 -- commit copies file by file: trust a run's rows once runs/<run_id>/_SUCCESS exists.
+-- A month's aggregates are one file, `aggregate-v<version>-<run_id>.parquet`; a run killed
+-- inside its commit can leave a second version until the next run commits: the month's figures
+-- are those of its highest version (WHERE _FILE_NAME = the month's max), as the DuckDB views do.
 
 CREATE OR REPLACE EXTERNAL TABLE `${PROJECT}.${DATASET}.payments`
 WITH PARTITION COLUMNS (

@@ -9,6 +9,11 @@
 -- Aggregate amounts are DECIMAL(38,3); month files written before that are DECIMAL(18,3), so
 -- the aggregate views combine the schemas of all their files (union_by_name) instead of
 -- taking the first file's and failing on a wider value.
+-- A month's aggregates are one file, `aggregate-v<version>-<run_id>.parquet` (schemas/layout.py):
+-- each run that changes the month writes the next version and deletes the older ones once it
+-- has committed. A run killed inside its commit can leave two until the next run; the views
+-- take the highest version of each month (an unversioned `aggregate.parquet` of an earlier
+-- release counts as version 0). Readers of committed runs only: pipelines.committed.
 
 CREATE OR REPLACE VIEW payments AS
 SELECT *
@@ -23,19 +28,27 @@ SELECT *
 FROM read_parquet(getvariable('lake') || '/rejected/*.parquet');
 
 CREATE OR REPLACE VIEW aggregates_by_status AS
-SELECT *
+SELECT * EXCLUDE (filename)
 FROM read_parquet(
-  getvariable('lake') || '/aggregates/by_status/*/aggregate.parquet',
+  getvariable('lake') || '/aggregates/by_status/*/*.parquet',
   hive_partitioning = true,
   hive_types = {'month': 'VARCHAR'},
-  union_by_name = true
-);
+  union_by_name = true,
+  filename = true
+)
+QUALIFY coalesce(try_cast(regexp_extract(filename, 'aggregate-v([0-9]+)-', 1) AS BIGINT), 0)
+  = max(coalesce(try_cast(regexp_extract(filename, 'aggregate-v([0-9]+)-', 1) AS BIGINT), 0))
+    OVER (PARTITION BY month);
 
 CREATE OR REPLACE VIEW aggregates_by_service AS
-SELECT *
+SELECT * EXCLUDE (filename)
 FROM read_parquet(
-  getvariable('lake') || '/aggregates/by_service/*/aggregate.parquet',
+  getvariable('lake') || '/aggregates/by_service/*/*.parquet',
   hive_partitioning = true,
   hive_types = {'month': 'VARCHAR'},
-  union_by_name = true
-);
+  union_by_name = true,
+  filename = true
+)
+QUALIFY coalesce(try_cast(regexp_extract(filename, 'aggregate-v([0-9]+)-', 1) AS BIGINT), 0)
+  = max(coalesce(try_cast(regexp_extract(filename, 'aggregate-v([0-9]+)-', 1) AS BIGINT), 0))
+    OVER (PARTITION BY month);

@@ -25,6 +25,8 @@ from tests.pipelines.helpers import make_landing, run_batch
 from tests.samples import TEST_KEY
 from transforms.aggregate import month_schema
 
+RUN_ID = "20261202T010000Z-a1b2c3"
+
 SQL = Path(__file__).parents[2] / "deploy" / "sql"
 BIGQUERY_TYPES = {"string": "STRING", "date32[day]": "DATE"}
 # BigQuery NUMERIC: 38 digits, 9 of them decimals; wider decimals need BIGNUMERIC.
@@ -228,8 +230,9 @@ def test_duckdb_aggregates_read_a_month_written_with_decimal_18_3(
         ("2017-01", old, Decimal("1.000")),  # first by name: its schema must not be the view's
         ("2017-12", wide, Decimal("99999999999999999999.000")),  # a sum beyond decimal(18,3)
     ]:
-        path = Path(layout.aggregate_path(str(root), "by_status", month))
-        path.parent.mkdir(parents=True)
+        # A later version than any the lake holds: the one the views read for its month.
+        path = Path(layout.aggregate_path(str(root), "by_status", month, 999, RUN_ID))
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist([{**row, "amount": amount}], schema=schema), path)
     connection = duckdb.connect()
     connection.execute("SET VARIABLE lake = ?", [str(root)])

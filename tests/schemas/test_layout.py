@@ -35,16 +35,34 @@ def test_payments_dir_is_under_root_payments(root: str, expected: str) -> None:
     assert layout.payments_dir(root, "portal", DAY) == expected
 
 
-def test_aggregate_path_is_one_file_per_kind_and_month() -> None:
+RUN = "20261202T010000Z-a1b2c3"
+
+
+def test_an_aggregate_file_is_one_version_of_a_kind_and_month_named_by_its_run() -> None:
     assert (
-        layout.aggregate_path("gs://bucket/prefix", "by_status", "2017-07")
-        == "gs://bucket/prefix/aggregates/by_status/month=2017-07/aggregate.parquet"
+        layout.aggregate_path("gs://bucket/prefix", "by_status", "2017-07", 3, RUN)
+        == "gs://bucket/prefix/aggregates/by_status/month=2017-07/"
+        "aggregate-v000003-20261202T010000Z-a1b2c3.parquet"
     )
+
+
+def test_an_aggregate_file_name_gives_its_version_and_run() -> None:
+    path = layout.aggregate_path("/out", "by_service", "2017-07", 12, RUN)
+    assert layout.aggregate_version_of(path) == (12, RUN)
+
+
+def test_the_unversioned_aggregate_file_of_earlier_releases_is_version_0() -> None:
+    path = "/out/aggregates/by_status/month=2017-07/aggregate.parquet"
+    assert layout.aggregate_version_of(path) == (0, None)
+
+
+def test_a_file_no_run_named_is_no_aggregate_version() -> None:
+    assert layout.aggregate_version_of("/out/aggregates/by_status/month=2017-07/x.parquet") is None
 
 
 def test_aggregate_path_refuses_an_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown aggregate kind"):
-        layout.aggregate_path("/out", "by_day", "2017-07")
+        layout.aggregate_path("/out", "by_day", "2017-07", 1, RUN)
 
 
 def test_part_name_is_a_parquet_file_with_a_five_digit_index() -> None:
