@@ -43,7 +43,7 @@ from transforms.partitions import WriteSettings
 from transforms.read import ReadRawBlocks
 from transforms.scanner import Leak, SecretInOutput, leaks_in_text
 from transforms.stats import MergeStats
-from transforms.storage import read_text
+from transforms.storage import fingerprint, read_text
 
 log = logging.getLogger("pipelines.batch")
 # The DirectRunner would first try to download the Prism runner; FnApiRunner is the engine it
@@ -67,24 +67,30 @@ EXIT_QUALITY_GATE = 5
 EXIT_INCOMPLETE_INPUT = 7
 
 
-def match_inputs(patterns: str) -> list[tuple[str, int]]:
-    """(path, size) of every file matching the comma-separated patterns, sorted by path.
+def match_inputs(patterns: str) -> list[cli.InputFile]:
+    """Every file matching the comma-separated patterns, sorted by path.
     Each entry must match at least one file, and none a directory or a `.gz` that is not
     gzip: a refused command line (exit 2) names the first that does not (cli.input_files)."""
     entries = [p.strip() for p in patterns.split(",") if p.strip()]
     if not entries:
         cli.fail(f"--input {patterns!r} names no file")
-    found: dict[str, int] = {}
+    found: dict[str, cli.InputFile] = {}
     for entry in entries:
-        found.update(cli.input_files(entry, several=len(entries) > 1))
-    return sorted(found.items())
+        found.update((f.path, f) for f in cli.input_files(entry, several=len(entries) > 1))
+    return sorted(found.values())
 
 
-def input_key(files: list[tuple[str, int]]) -> str:
-    """Names this input's output files: the same files give the same key, so a re-run
-    overwrites its own earlier output instead of adding to it."""
-    digest = hashlib.sha256("\n".join(f"{p}\t{s}" for p, s in files).encode())
-    return digest.hexdigest()[:16]
+def input_key(files: Sequence[tuple[str, int]], fingerprints: Sequence[str]) -> str:
+    """Names this input's output files: the same files with the same content give the same
+    key, so a re-run overwrites its own earlier output instead of adding to it.
+
+    Content is told by each file's fingerprint (`transforms.storage.fingerprint`: a CRC of its
+    bytes), not by path and size: a landing file rewritten with other events (a producer that
+    reuses one name every night) is another input, whose output sits beside the first one's
+    instead of replacing it; the events both hold are de-duplicated as for any two inputs. A
+    file copied again unchanged is the same input."""
+    lines = (f"{p}\t{s}\t{f}" for (p, s), f in zip(files, fingerprints, strict=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def new_run_id(now: datetime) -> str:
@@ -172,14 +178,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     info = RunInfo(
         run_id=new_run_id(now),
-        input_key=input_key(files),
+        input_key=input_key(files, [fingerprint(f.path) for f in files]),
         pipeline="batch",
         output_root=common.output.rstrip("/"),
         started_at=now.isoformat(timespec="seconds"),
-        inputs=files,
+        inputs=list(files),
         gates=GateThresholds.from_options(options),
     )
-    total = sum(size for _, size in files)
+    total = sum(f.size for f in files)
     log.info(
         "run %s: %d input files (%.1f MB) -> %s",
         info.run_id,

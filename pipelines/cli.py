@@ -32,7 +32,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 log = logging.getLogger("pipelines.cli")
 
@@ -363,8 +363,15 @@ def _is_gcs_folder(uri: str) -> bool:
         return False
 
 
-def input_files(entry: str, several: bool = False) -> list[tuple[str, int]]:
-    """(path, size) of the files one --input entry (a path or glob) matches, sorted. Refuses
+class InputFile(NamedTuple):
+    """A file to read: its path and size, as listed."""
+
+    path: str
+    size: int
+
+
+def input_files(entry: str, several: bool = False) -> list[InputFile]:
+    """The files one --input entry (a path or glob) matches, sorted by path. Refuses
     (exit 2, one line) an entry that matches no file, a directory, or a local compressed file
     whose first bytes are not of its format (a `.gz` that is not gzip)."""
     from apache_beam.io.filesystem import BeamIOError, CompressionTypes
@@ -377,10 +384,10 @@ def input_files(entry: str, several: bool = False) -> list[tuple[str, int]]:
         metadata = FileSystems.match([entry])[0].metadata_list
     except BeamIOError as error:
         fail(f"cannot list --input {entry!r}: {_first_line(error)}")
-    files = {m.path: m.size_in_bytes for m in metadata}
+    files = {m.path: InputFile(m.path, m.size_in_bytes) for m in metadata}
     if not files:
         fail(_no_match_message(entry, several))
-    for path, size in sorted(files.items()):
+    for path, size in sorted(files.values()):
         if not local:
             continue  # GCS may serve a gzip object decompressed: its bytes prove nothing
         if os.path.isdir(path):
@@ -400,4 +407,4 @@ def input_files(entry: str, several: bool = False) -> list[tuple[str, int]]:
                     f"{start.hex(' ')}, not {magic.hex(' ')}): recompress it, or rename it "
                     f"without {suffix}"
                 )
-    return sorted(files.items())
+    return sorted(files.values())

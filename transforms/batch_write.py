@@ -241,6 +241,8 @@ def stage_month(
     for path in current.values():  # the month's one folder
         existing = read_parquet(path)
     merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
+    if current and merged.equals(existing):
+        return  # nothing changed (the same input run again): no new version
     numbers = [v[0] for v in map(layout.aggregate_version_of, versions) if v is not None]
     version = max(numbers, default=0) + 1
     final = layout.aggregate_path(settings.root, kind, month, version, settings.run_id)

@@ -65,6 +65,16 @@ def read_bytes(uri: str) -> bytes:
     return data
 
 
+def fingerprint(uri: str) -> str:
+    """What identifies an object's content: its CRC32C (the store computes it on every
+    write), else its generation (which any rewrite changes)."""
+    bucket, name = split(uri)
+    blob = client().bucket(bucket).get_blob(name)
+    if blob is None:
+        raise FileNotFoundError(uri)
+    return f"crc32c:{blob.crc32c}" if blob.crc32c else f"generation:{blob.generation}"
+
+
 def exists(uri: str) -> bool:
     """Whether an object of exactly this name exists (a folder never does: see delete_prefix)."""
     bucket, name = split(uri)

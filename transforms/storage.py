@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -88,6 +89,21 @@ def read_bytes(path: str) -> bytes:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         data: bytes = handle.read()
     return data
+
+
+_FINGERPRINT_CHUNK = 1 << 20
+
+
+def fingerprint(path: str) -> str:
+    """What identifies a file's content: on GCS its stored CRC32C (no read), locally the CRC32
+    of its bytes (read once, ~2 GB/s)."""
+    if gcs.is_gcs(path):
+        return gcs.fingerprint(path)
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_FINGERPRINT_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return f"crc32:{crc:08x}"
 
 
 def exists(path: str) -> bool:

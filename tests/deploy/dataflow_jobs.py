@@ -20,6 +20,7 @@ from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 from apache_beam.runners.dataflow.internal import apiclient
 
 from pipelines import batch, streaming
+from pipelines.cli import InputFile
 from pipelines.options import KEY_ENV, BatchOptions, IngestOptions, pseudonym_key_source
 from tests.samples import TEST_KEY
 from transforms.keys import PseudonymKey
@@ -68,15 +69,17 @@ def build_batch_job(extra: Sequence[str] = (), key: PseudonymKey | bytes | None 
     the job ends, which a dry run never writes."""
     argv = [*DATAFLOW_FLAGS, *extra, f"--input={LANDING_DAY}/*.jsonl*", f"--output={LAKE}"]
     options = PipelineOptions(argv)
-    files = [(f"{LANDING_DAY}/{c}.jsonl", 50_000_000) for c in ("kiosk", "mobile_app", "portal")]
+    files = [
+        InputFile(f"{LANDING_DAY}/{c}.jsonl", 50_000_000) for c in ("kiosk", "mobile_app", "portal")
+    ]
     now = datetime(2017, 6, 30, 23, 0, tzinfo=timezone.utc)
     info = RunInfo(
         run_id=batch.new_run_id(now),
-        input_key=batch.input_key(files),
+        input_key=batch.input_key(files, ["crc32c:AAAAAA=="] * len(files)),
         pipeline="batch",
         output_root=LAKE,
         started_at=now.isoformat(timespec="seconds"),
-        inputs=files,
+        inputs=list(files),
     )
     common = options.view_as(IngestOptions)
     pipeline = beam.Pipeline(options=options)

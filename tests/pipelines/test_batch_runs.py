@@ -31,6 +31,7 @@ WEEK = {
     "conflict_rate": 0.0,
     "late_rate": 0.1,
 }
+WEEK_DAYS = ["2017-06-24", "2017-06-25", "2017-06-26", "2017-06-27"]
 
 
 @pytest.mark.usefixtures("key_env")
@@ -373,3 +374,35 @@ def test_a_channel_whose_events_are_all_rejected_commits_and_exits_5(tmp_path: P
     assert (tmp_path / "out" / "runs" / manifest["run_id"] / "_SUCCESS").exists()
     assert payments(tmp_path / "out").num_rows == manifest["counts"]["accepted"] > 0
     assert "kiosk      error  all 12 events rejected" in result.stdout
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_landing_file_rewritten_with_other_events_of_the_same_size_is_another_input(
+    tmp_path: Path,
+) -> None:
+    """A producer that reuses one file name every night: the second night's file, padded with
+    blank lines to the first one's size, must not replace the first night's rows."""
+    make_landing(tmp_path, **{**WEEK, "days": 2, "late_rate": 0.0})
+    nights = [(tmp_path / "landing" / d / "portal.jsonl").read_bytes() for d in WEEK_DAYS[:2]]
+    size = max(len(night) for night in nights)
+    reused = tmp_path / "drop" / "portal.jsonl"
+    reused.parent.mkdir()
+    out = tmp_path / "out"
+    accepted = []
+    for night in nights:
+        reused.write_bytes(night + b"\n" * (size - len(night)))
+        accepted.append(run_batch(str(reused), out)["counts"]["accepted"])
+    assert len({m["input_key"] for m in manifests(out)}) == 2
+    assert payments(out).num_rows == sum(accepted)
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_landing_file_copied_again_unchanged_is_the_same_input(tmp_path: Path) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 1, "late_rate": 0.0})
+    source = tmp_path / "landing" / WEEK_DAYS[0] / "portal.jsonl"
+    out = tmp_path / "out"
+    first = run_batch(str(source), out)
+    os.utime(source, (1, 1))  # a copy made again: a new mtime, the same bytes
+    second = run_batch(str(source), out)
+    assert first["input_key"] == second["input_key"]
+    assert payments(out).num_rows == first["counts"]["accepted"]

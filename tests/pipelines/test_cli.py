@@ -469,7 +469,7 @@ def test_match_inputs_refuses_an_entry_that_matches_nothing(paths: Paths) -> Non
 
 def test_match_inputs_lists_every_entrys_files_once(paths: Paths) -> None:
     files = batch.match_inputs(f"{paths.day}/*.jsonl, {paths.day}/kiosk.jsonl")
-    assert [Path(p).name for p, _ in files] == ["kiosk.jsonl", "portal.jsonl"]
+    assert [Path(f.path).name for f in files] == ["kiosk.jsonl", "portal.jsonl"]
 
 
 def test_the_suggested_glob_keeps_what_the_paths_share() -> None:

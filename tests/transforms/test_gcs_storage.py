@@ -24,6 +24,7 @@ from transforms.storage import (
     delete,
     delete_tree,
     exists,
+    fingerprint,
     list_files,
     list_tree,
     read_text,
@@ -260,3 +261,13 @@ def test_committed_files_on_gcs_leave_out_what_no_committed_manifest_lists(
     _put(emulator, f"{root}/runs/r1/manifest.json", json.dumps(manifest).encode())
     _put(emulator, f"{root}/runs/r1/_SUCCESS", b"")
     assert committed_files(root) == [kept]
+
+
+def test_an_objects_fingerprint_follows_its_content_not_its_size(
+    emulator: GcsEmulator, root: str
+) -> None:
+    first, again, other = f"{root}/a.jsonl", f"{root}/b.jsonl", f"{root}/c.jsonl"
+    _put(emulator, first, b'{"n": 1}\n')
+    _put(emulator, again, b'{"n": 1}\n')
+    _put(emulator, other, b'{"n": 2}\n')
+    assert fingerprint(first) == fingerprint(again) != fingerprint(other)

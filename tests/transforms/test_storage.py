@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 
-from transforms.storage import replace
+from transforms.storage import fingerprint, replace
 
 
 def _staged(tmp_path: Path, *names: str) -> tuple[list[str], list[str]]:
@@ -39,3 +39,11 @@ def test_moving_a_file_that_is_neither_staged_nor_published_is_an_error(tmp_path
     Path(staged[0]).unlink()
     with pytest.raises(BeamIOError):
         replace(staged, final)
+
+
+def test_a_local_files_fingerprint_follows_its_content_not_its_size(tmp_path: Path) -> None:
+    first, again, other = (tmp_path / name for name in ("a", "b", "c"))
+    first.write_bytes(b'{"n": 1}\n')
+    again.write_bytes(b'{"n": 1}\n')
+    other.write_bytes(b'{"n": 2}\n')
+    assert fingerprint(str(first)) == fingerprint(str(again)) != fingerprint(str(other))
