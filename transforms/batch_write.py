@@ -47,9 +47,17 @@ from transforms.dedup import (
     merge_results,
     moved_event_ids,
     split_by_partition,
+    stored_elsewhere_losers,
 )
 from transforms.ingest import Outcome
-from transforms.partitions import StagedFile, WriteSettings, scanned, stage, write_partition
+from transforms.partitions import (
+    StagedFile,
+    WriteSettings,
+    scanned,
+    stage,
+    stored_days,
+    write_partition,
+)
 from transforms.storage import list_files, read_bytes, read_parquet, write_bytes
 
 log = logging.getLogger(__name__)
@@ -75,23 +83,35 @@ def _by_channel(element: tuple[tuple[str, str], str]) -> tuple[str, str]:
 
 
 def _losers_by_partition(
-    element: tuple[str, Iterable[str]],
+    element: tuple[str, Iterable[str]], settings: WriteSettings
 ) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
-    _, paths = element
+    """Rows of one channel that lose to a row of another partition: of this run (an event
+    delivered into two days), or stored by an earlier run (`stored_days`)."""
+    channel, paths = element
     unique = sorted(set(paths))
     # Two passes over the channel's fragments, one file at a time: the (event_id, day) pairs
     # of every row, then the content of the rare events found in more than one partition.
-    days = [event_days(index_schema().empty_table())]
-    days += [event_days(decode_ipc(read_bytes(p), ["event_id", "event_date"])) for p in unique]
-    moved = moved_event_ids(pa.concat_tables(days))
-    del days
-    if len(moved) == 0:
+    pairs = [event_days(index_schema().empty_table())]
+    pairs += [event_days(decode_ipc(read_bytes(p), ["event_id", "event_date"])) for p in unique]
+    days = pa.concat_tables(pairs)
+    del pairs
+    moved = moved_event_ids(days)
+    ids = pc.unique(days["event_id"].combine_chunks())
+    own = settings.input_key
+    stored = stored_days(settings.root, channel, ids, lambda n: layout.input_key_of(n) == own)
+    del days, ids
+    wanted = pc.unique(pa.chunked_array([moved, stored["event_id"]], pa.string()).combine_chunks())
+    if len(wanted) == 0:
         return
     index = [index_schema().empty_table()]
     for path in unique:
         rows = decode_ipc(read_bytes(path), INDEX_COLUMNS)
-        index.append(rows.filter(pc.is_in(rows["event_id"], value_set=moved)))
-    losers = cross_partition_losers(pa.concat_tables(index))
+        index.append(rows.filter(pc.is_in(rows["event_id"], value_set=wanted)))
+    candidates = pa.concat_tables(index)
+    in_run = candidates.filter(pc.is_in(candidates["event_id"], value_set=moved))
+    losers = pa.concat_tables(
+        [cross_partition_losers(in_run), stored_elsewhere_losers(candidates, stored)]
+    )
     for key, rows in split_by_partition(losers):
         yield key, ArrowBlock.of(rows)
 
@@ -185,7 +205,7 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
             fragments
             | "FragmentsByChannel" >> beam.Map(_by_channel)
             | "GroupFragmentsByChannel" >> beam.GroupByKey()
-            | "FindMovedRedeliveries" >> beam.FlatMap(_losers_by_partition)
+            | "FindMovedRedeliveries" >> beam.FlatMap(_losers_by_partition, self._settings)
         )
         return (
             fragments

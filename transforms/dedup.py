@@ -162,6 +162,37 @@ def cross_partition_losers(index: pa.Table) -> pa.Table:
     )
 
 
+def stored_elsewhere_losers(index: pa.Table, stored: pa.Table) -> pa.Table:
+    """Index rows of this run (INDEX_COLUMNS) whose event_id an earlier run already wrote to
+    another day's partition of the channel, and not to the row's own (`stored`: event_id,
+    event_date of the stored rows; there the partition's own check decides), as losers with
+    a `conflict_detail`: an event_id written once is never written again, in any partition."""
+    days: dict[str, set[object]] = {}
+    for event_id, day in zip(
+        stored["event_id"].to_pylist(), stored["event_date"].to_pylist(), strict=True
+    ):
+        days.setdefault(event_id, set()).add(day)
+    if not days:
+        return loser_schema().empty_table()
+    candidates = index.filter(pc.is_in(index["event_id"], value_set=pa.array(list(days))))
+    keep: list[int] = []
+    details: list[str] = []
+    for row, (event_id, day) in enumerate(
+        zip(
+            candidates["event_id"].to_pylist(),
+            candidates["event_date"].to_pylist(),
+            strict=True,
+        )
+    ):
+        written = days[event_id]
+        if day not in written:
+            keep.append(row)
+            first = min(written)  # type: ignore[type-var]
+            details.append(f"already written to the partition of {first} by an earlier run")
+    losers = candidates.take(pa.array(keep, pa.int64())).select(INDEX_COLUMNS)
+    return losers.append_column("conflict_detail", pa.array(details, pa.string()))
+
+
 def _origin_keys(table: pa.Table, rows: np.ndarray) -> list[tuple[object, ...]]:
     take = pa.array(rows, pa.int64())
     columns = [table[c].take(take).to_pylist() for c in ["event_id", *ORIGIN_COLUMNS]]

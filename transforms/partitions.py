@@ -10,10 +10,12 @@ import posixpath
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
@@ -21,7 +23,7 @@ from transforms import stats as st
 from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.dedup import CONTENT_COLUMNS, Deduplicated, against_existing
 from transforms.scanner import FileScan, scan_files
-from transforms.storage import list_files, read_parquet, write_parquet
+from transforms.storage import list_files, list_tree, read_parquet, write_parquet
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
 _EXISTING_COLUMNS = list(dict.fromkeys(["event_id", *CONTENT_COLUMNS, *AGGREGATE_INPUT_COLUMNS]))
@@ -51,6 +53,32 @@ class StagedFile:
     final: str
     scan: FileScan | None = field(default=None, compare=False)
     scan_seconds: float = field(default=0.0, compare=False)
+
+
+def stored_days(
+    root: str, channel: str, ids: pa.Array, is_own: Callable[[str], bool], threads: int = 8
+) -> pa.Table:
+    """(event_id, event_date) of the stored payment rows of `channel` whose id is in `ids`,
+    from every partition's files but those `is_own` claims (given a file name): the index of
+    every event_id already written, read one file's event_id column at a time, so that memory
+    holds `ids` and one file, never the whole history (measured in the notes of issue #9)."""
+    channel_dir = layout.join(root, layout.PAYMENTS, f"channel={channel}")
+    paths = [p for p in list_tree(channel_dir) if not is_own(posixpath.basename(p))]
+    wanted = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+
+    def matches(path: str) -> pa.Table | None:
+        stored = read_parquet(path, ["event_id"])["event_id"]
+        hit = pc.is_in(stored, value_set=wanted)
+        if not pc.any(hit).as_py():
+            return None
+        day = date.fromisoformat(posixpath.basename(posixpath.dirname(path)).split("=", 1)[1])
+        found = stored.filter(hit).combine_chunks()
+        return pa.table({"event_id": found, "event_date": pa.array([day] * len(found))})
+
+    empty = pa.schema([("event_id", pa.string()), ("event_date", pa.date32())]).empty_table()
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # on GCS a read is mostly waiting
+        found = [t for t in pool.map(matches, paths) if t is not None]
+    return pa.concat_tables([empty, *found])
 
 
 def stage(table: pa.Table, final: str, root: str, run_id: str, scan: bool = True) -> StagedFile:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,7 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import batch
-from tests.pipelines.helpers import data_files, make_landing, manifests, payments, run_batch
+from tests.pipelines.helpers import (
+    data_files,
+    make_landing,
+    manifests,
+    payments,
+    rejected,
+    run_batch,
+)
 from transforms.manifest import RunInfo
 from transforms.scanner import Leak, SecretInOutput
 
@@ -406,3 +414,34 @@ def test_a_landing_file_copied_again_unchanged_is_the_same_input(tmp_path: Path)
     second = run_batch(str(source), out)
     assert first["input_key"] == second["input_key"]
     assert payments(out).num_rows == first["counts"]["accepted"]
+
+
+@pytest.mark.usefixtures("key_env")
+def test_an_event_sent_again_on_a_later_night_with_another_day_is_not_written_twice(
+    tmp_path: Path,
+) -> None:
+    """De-duplication is global: an event_id an earlier run wrote to one day's partition is
+    refused in any other (its clock moved it), as a conflict with a reason."""
+    make_landing(tmp_path, **{**WEEK, "days": 1, "late_rate": 0.0})
+    out = tmp_path / "out"
+    first = tmp_path / "landing" / WEEK_DAYS[0] / "portal.jsonl"
+    run_batch(str(first), out)
+    line = json.loads(first.read_bytes().splitlines()[0])
+    line["paid_at"] = "2017-06-27T10:00:00+03:00"  # three days later
+    again = tmp_path / "again" / "portal.jsonl"
+    again.parent.mkdir()
+    again.write_text(json.dumps(line) + "\n")
+
+    manifest = run_batch(str(again), out)
+
+    table = payments(out)
+    assert pc.count_distinct(table["event_id"]).as_py() == table.num_rows
+    assert manifest["counts"]["accepted"] == 0
+    assert manifest["rejected_by_reason"] == {"DUPLICATE_CONFLICT": 1}
+    assert manifest["reconciles"]
+    [reason] = (
+        rejected(out)
+        .filter(pc.equal(rejected(out)["run_id"], manifest["run_id"]))["reason"]
+        .to_pylist()
+    )
+    assert "already written to the partition of 2017-06-24" in reason
