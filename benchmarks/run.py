@@ -323,6 +323,14 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 _LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) \w+ ([\w.]+): ")
+_CHECKS = re.compile(r"inputs listed and fingerprinted in ([\d.]+) s, writer lease in ([\d.]+) s")
+
+
+def run_checks(log_path: Path) -> dict[str, float]:
+    """Seconds the launcher spent on its safety checks before the run (issue #9): listing and
+    fingerprinting the inputs, taking the writer lease. Empty when the log has no such line."""
+    match = _CHECKS.search(log_path.read_text(encoding="utf-8", errors="replace"))
+    return {"inputs": float(match[1]), "lease": float(match[2])} if match else {}
 
 
 def pipeline_phases(log_path: Path, started_at: float) -> dict[str, float]:
@@ -371,6 +379,7 @@ def run_pipeline(python: str, kind: str, arg: str, repeat: int) -> Run:
         "privacy_scan": manifest.get("privacy_scan"),
         # ... and the worker seconds of the privacy rule inside blocks.
         "privacy_screening_seconds": manifest.get("privacy_screening_seconds"),
+        "checks": run_checks(log_path),
     }
     return Run(wall, rss, cpu, code, load, summary, str(log_path.relative_to(ROOT)))
 
@@ -421,6 +430,13 @@ def _describe(side: str, run: Run, events: int) -> str:
             f"  privacy: screening {screening:.1f} s + scan {scan['seconds']:.1f} s "
             f"= {privacy_share(run):.1%} of CPU ({scan['rows']:,} rows in {scan['files']} files; "
             f"{scan.get('commit_seconds', scan['seconds']):.1f} s of the scan in the commit)"
+        )
+    checks = counts.get("checks")
+    if checks:
+        spent = checks["inputs"] + checks["lease"]
+        text += (
+            f"  checks: inputs {checks['inputs']:.2f} s + lease {checks['lease']:.3f} s "
+            f"= {spent / run.wall_s:.1%} of wall"
         )
     if counts.get("phases"):
         text += f"  phases {counts['phases']}"
@@ -509,6 +525,13 @@ def notes(result: Result, extra: str) -> str:
         parts.append(
             f"privacy rule (screening in blocks + scan of staged files): "
             f"{statistics.median(shares):.1%} of pipeline CPU"
+        )
+    checks = [r.summary["checks"] for r in pipe if r.summary.get("checks")]
+    if checks:
+        spent = statistics.median(c["inputs"] + c["lease"] for c in checks)
+        parts.append(
+            f"checks before the run (input listing and fingerprints, writer lease): "
+            f"{spent:.2f} s, {spent / statistics.median(r.wall_s for r in pipe):.1%} of wall"
         )
     if not all(r.summary.get("reconciles", True) for r in pipe):
         parts.append("pipeline manifest did NOT reconcile")
