@@ -1,4 +1,5 @@
-"""A batch run killed (SIGKILL, a real process) at each step of its commit: readers of
+"""A batch run killed (SIGKILL, a real process) at each step of its commit (and, in
+test_batch_runs, while it stages): readers of
 committed runs see aggregates equal to the committed payments at every point, and a re-run of
 the same input leaves glob readers the same, with one aggregate file a month."""
 
@@ -37,6 +38,10 @@ def _killed(*args, **kwargs):
 setattr(commit, "{step}", _killed)
 """
 STEPS = {
+    # staged and about to be scanned: nothing moved
+    "before_the_moves": ("screen_staged", "pass"),
+    # the first half of the staged files moved into place, the rest still staged
+    "during_the_moves": ("replace", "_step(*(paths[: len(paths) // 2] for paths in args))"),
     # every file moved into place, no manifest yet
     "after_the_moves": ("build_manifest", "pass"),
     # committed (`_SUCCESS` written), the month versions it replaced not yet deleted
