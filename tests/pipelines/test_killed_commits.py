@@ -1,7 +1,7 @@
-"""A batch run killed (SIGKILL, a real process) at each step of its commit (and, in
-test_batch_runs, while it stages): readers of
-committed runs see aggregates equal to the committed payments at every point, and a re-run of
-the same input leaves glob readers the same, with one aggregate file a month."""
+"""A batch run killed (SIGKILL, a real process) at each step of its commit (test_batch_runs
+kills one while it stages): readers of committed runs see aggregates equal to the committed
+payments at every point, and a re-run of the same input leaves glob readers the same, with one
+aggregate file a month."""
 
 from __future__ import annotations
 
