@@ -212,7 +212,7 @@ def generate(events: int, python: str) -> dict[str, Any]:
         return totals
     shutil.rmtree(LANDING, ignore_errors=True)
     cmd = [
-        python, "-m", "pipelines.generate", "--out", str(LANDING.relative_to(ROOT)),
+        python, "-m", "tools.generate", "--out", str(LANDING.relative_to(ROOT)),
         "--profile", PROFILE, "--scale", str(wanted["scale"]),
         "--invalid-rate", str(INVALID_RATE), "--duplicate-rate", str(DUPLICATE_RATE),
         "--late-rate", str(LATE_RATE),
@@ -345,9 +345,9 @@ def pipeline_phases(log_path: Path, started_at: float) -> dict[str, float]:
         logger = match[2]
         if logger == "pipelines.batch":
             phases.setdefault("graph_start", moment)
-        elif logger in ("transforms.read", "transforms.ingest"):
+        elif logger in ("transforms.batch.read", "transforms.ingest"):
             phases["last_read_or_validate"] = moment
-        elif logger == "transforms.commit":
+        elif logger == "transforms.batch.commit":
             phases["commit"] = moment
     return {name: round(value, 1) for name, value in phases.items()}
 

@@ -32,18 +32,17 @@ from pipelines import cli
 from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
 from schemas.timekeeping import to_utc_micros
-from transforms import lease
-from transforms.batch_write import DeduplicateAndStage, StageAggregates, StageRejected
-from transforms.commit import CommitRun, refusal
-from transforms.gates import GateThresholds
-from transforms.ingest import IngestEvents, Outcome
-from transforms.keys import PseudonymKey
-from transforms.manifest import RunInfo, summary_table
-from transforms.partitions import WriteSettings
-from transforms.read import ReadRawBlocks
-from transforms.scanner import Leak, SecretInOutput, leaks_in_text
-from transforms.stats import MergeStats
-from transforms.storage import fingerprint, read_text
+from transforms.batch.commit import CommitRun, refusal
+from transforms.batch.read import ReadRawBlocks
+from transforms.batch.stage import DeduplicateAndStage, StageAggregates, StageRejected
+from transforms.core.gates import GateThresholds
+from transforms.core.manifest import RunInfo, summary_table
+from transforms.core.scanner import Leak, SecretInOutput, leaks_in_text
+from transforms.ingest import IngestEvents, MergeStats, Outcome
+from transforms.storage import lease
+from transforms.storage.files import fingerprint, read_text
+from transforms.storage.keys import PseudonymKey
+from transforms.storage.partitions import WriteSettings
 
 log = logging.getLogger("pipelines.batch")
 # The DirectRunner would first try to download the Prism runner; FnApiRunner is the engine it
@@ -59,11 +58,11 @@ EXIT_SECRET_IN_OUTPUT = 4
 # Another writer (a batch run, a streaming pane) holds the output root's lease, or this run
 # lost it: nothing was published.
 EXIT_OUTPUT_BUSY = 6
-# The run committed, but a channel failed its quality gate (transforms/gates.py): the data is
+# The run committed, but a channel failed its quality gate (transforms/core/gates.py): the data is
 # valid and accounted for, the status is an alarm for a person to look at the channel.
 EXIT_QUALITY_GATE = 5
 # The run committed the other files, but quarantined a compressed input without a valid end
-# of stream (transforms/read.py): that file must be delivered again and its day re-run.
+# of stream (transforms/batch/read.py): that file must be delivered again and its day re-run.
 EXIT_INCOMPLETE_INPUT = 7
 
 
@@ -84,7 +83,7 @@ def input_key(files: Sequence[tuple[str, int]], fingerprints: Sequence[str]) -> 
     """Names this input's output files: the same files with the same content give the same
     key, so a re-run overwrites its own earlier output instead of adding to it.
 
-    Content is told by each file's fingerprint (`transforms.storage.fingerprint`: a CRC of its
+    Content is told by each file's fingerprint (`transforms.storage.files.fingerprint`: a CRC of its
     bytes), not by path and size: a landing file rewritten with other events (a producer that
     reuses one name every night) is another input, whose output sits beside the first one's
     instead of replacing it; the events both hold are de-duplicated as for any two inputs. A

@@ -300,7 +300,7 @@ def check_output(path: str, option: str = "--output", *, network: bool = True) -
 
 
 def _check_gcs_output(path: str, option: str, network: bool) -> None:
-    from transforms import gcs
+    from transforms.storage import gcs
 
     if not gcs.is_gcs(path):
         fail(f"{option} {path}: only a local folder or gs://bucket/prefix can be written")
@@ -310,7 +310,7 @@ def _check_gcs_output(path: str, option: str, network: bool) -> None:
         fail(f"{option} {path} names no bucket: give gs://bucket/prefix")
     if not network or not name.strip("/"):
         return
-    from transforms import storage
+    from transforms.storage import files as storage
 
     try:
         is_object = storage.exists(path.rstrip("/"))
@@ -353,7 +353,7 @@ def _no_match_message(entry: str, several: bool) -> str:
 
 
 def _is_gcs_folder(uri: str) -> bool:
-    from transforms import gcs
+    from transforms.storage import gcs
 
     try:
         bucket, name = gcs.split(uri)

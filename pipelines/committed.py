@@ -1,75 +1,10 @@
-"""List the data files a reader should trust: those of committed runs (see
-transforms/committed.py), one per line, for DuckDB, pyarrow or a BigQuery load job.
+"""`python -m pipelines.committed`, the name the committed-files listing had before it moved to
+`tools/` (it is not a Beam pipeline): kept so that existing scripts and schedules still run. The
+command is `python -m tools.committed`."""
 
-    python -m pipelines.committed --output OUT [--dataset payments|rejected|aggregates]
-
-For example, in DuckDB:
-
-    SELECT * FROM read_parquet([...the listed files...], hive_partitioning = true)
-"""
-
-from __future__ import annotations
-
-import os
 import sys
-from collections.abc import Sequence
 
-from pipelines import cli
-from schemas import layout
-from transforms.committed import DATASETS, committed_files, committed_runs
-from transforms.storage import list_tree
-
-RUN_FIRST = (
-    "run a pipeline into it first (python -m pipelines.batch --input 'LANDING/*/*.jsonl*' "
-    "--output {root}, or pipelines.streaming), or check the path"
-)
-
-
-def refuse_if_no_output(root: str) -> None:
-    """Refuse (exit 2, one line) an output root that holds no run of either pipeline: a
-    missing or empty folder is a wrong path or a pipeline that has not run yet, not an
-    output with nothing committed."""
-    runs = layout.join(root, layout.RUNS)
-    hint = RUN_FIRST.format(root=root)
-    if "://" in root:
-        if not list_tree(runs, "*"):
-            cli.fail(f"--output {root} holds no pipeline run ({runs}/ is empty): {hint}")
-        return
-    if not os.path.exists(root):
-        cli.fail(f"--output {root} does not exist: {hint}")
-    if not os.path.isdir(root):
-        cli.fail(f"--output {root} is a file, not a pipeline output folder")
-    if not os.path.isdir(runs) or not os.listdir(runs):
-        cli.fail(f"--output {root} holds no pipeline run ({runs}/ is missing or empty): {hint}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.Parser(
-        prog="python -m pipelines.committed",
-        description="Print the data files of committed runs (a run killed while publishing "
-        "leaves files no manifest lists; they are left out).",
-        epilog=cli.exit_statuses(
-            "when the files are listed (none, if no run has committed yet)",
-        )
-        + " A missing or empty output folder is refused with status 2.",
-    )
-    parser.add_argument("--output", required=True, help="the pipelines' output root")
-    parser.add_argument("--dataset", default="payments", choices=DATASETS)
-    args = parser.parse(argv)
-    root = args.output.rstrip("/") or args.output
-    if "://" not in root:
-        refuse_if_no_output(root)  # cheap locally; on gs:// only when nothing is found
-    files = committed_files(root, args.dataset)
-    if not files and "://" in root:
-        refuse_if_no_output(root)
-    for path in files:
-        print(path)
-    runs = len(committed_runs(root))
-    print(
-        f"{len(files)} committed {args.dataset} files from {runs} committed runs", file=sys.stderr
-    )
-    return 0
-
+from tools.committed import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,12 +9,12 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.gates import DEFAULT_ERROR_RATIO, DEFAULT_MIN_EVENTS, DEFAULT_WARN_RATIO
-from transforms.keys import PseudonymKey
-from transforms.lease import DEFAULT_TTL_SECONDS
-from transforms.privacy import Pseudonymiser
-from transforms.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
-from transforms.validate import DEFAULT_MAX_EVENT_BYTES
+from transforms.batch.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
+from transforms.core.gates import DEFAULT_ERROR_RATIO, DEFAULT_MIN_EVENTS, DEFAULT_WARN_RATIO
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES
+from transforms.storage.keys import PseudonymKey
+from transforms.storage.lease import DEFAULT_TTL_SECONDS
 
 KEY_ENV = "PAYMENTS_PSEUDONYM_KEY"
 

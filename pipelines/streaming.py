@@ -25,21 +25,23 @@ from pipelines.batch import new_run_id
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
 from pipelines.options import IngestOptions, pseudonym_key_source
 from schemas.timekeeping import to_utc_micros
+from transforms.batch.read import UTF8_BOM
+from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
-from transforms.keys import PseudonymKey
-from transforms.live import (
-    DEFAULT_ALLOWED_LATENESS_SECONDS,
+from transforms.storage.keys import PseudonymKey
+from transforms.streaming.dedup import (
     DEFAULT_DEDUP_BUCKETS,
     DEFAULT_DEDUP_HORIZON_SECONDS,
+    DeduplicateBlocks,
+)
+from transforms.streaming.live import (
+    DEFAULT_ALLOWED_LATENESS_SECONDS,
     DEFAULT_EARLY_FIRING_SECONDS,
     DEFAULT_WINDOW_SECONDS,
-    DeduplicateBlocks,
     LiveAggregates,
     live_partials,
 )
-from transforms.rawblock import RawBlock
-from transforms.read import UTF8_BOM
-from transforms.stream_write import (
+from transforms.streaming.sinks import (
     WriteLiveAggregates,
     WriteStreamingPayments,
     WriteStreamingRejected,
@@ -143,7 +145,7 @@ def build(
             lambda batch: RawBlock(
                 subscription,
                 # Each message is a whole document: a leading byte-order mark is skipped, as
-                # at the start of a landing file (transforms.read).
+                # at the start of a landing file (transforms.batch.read).
                 [m.data.removeprefix(UTF8_BOM) for m in batch],
                 message_ids=[m.message_id for m in batch],
             )

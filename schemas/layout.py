@@ -19,8 +19,9 @@ RUNS = "runs"
 STAGING = "_staging"
 SUCCESS_MARKER = "_SUCCESS"
 MANIFEST = "manifest.json"
-# One writer at a time per root (transforms/lease.py): the lease, outside every dataset folder,
-# and the mark left in a run's folder when another writer took its expired lease over.
+# One writer at a time per root (transforms/storage/lease.py): the lease, outside every
+# dataset folder, and the mark left in a run's folder when another writer took its expired
+# lease over.
 LEASE_DIR = "_lease"
 LEASE_FILE = "writer.json"
 LEASE_REVOKED = "_LEASE_REVOKED.json"
@@ -62,7 +63,7 @@ def aggregate_path(root: str, kind: str, month: str, version: int, run_id: str) 
 
     A month's file is never rewritten in place: each run that changes the month writes the
     next version (its whole month) under a new name, and the version readers of committed runs
-    see is the newest whose run committed (`transforms.committed`). A run killed before its
+    see is the newest whose run committed (`transforms.storage.committed`). A run killed before its
     commit leaves a version no committed reader takes, and the earlier one is still there.
     """
     return join(aggregate_dir(root, kind, month), f"aggregate-v{version:06d}-{run_id}.parquet")

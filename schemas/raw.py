@@ -1,7 +1,7 @@
 """The three raw input shapes of contract.md, as one pydantic union discriminated on `channel`.
 
 Constraints are declared so pydantic-core checks them in Rust (this runs once per event, so it
-is the hot path); `transforms.validate` maps each kind of failure to a `RejectCode`. Amounts
+is the hot path); `transforms.core.validate` maps each kind of failure to a `RejectCode`. Amounts
 become integer fils and instants UTC microseconds here, so nothing downstream re-parses them.
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from tests.samples import sample_events
-from transforms.privacy import decode_json_escapes
+from transforms.core.privacy import decode_json_escapes
 
 CARD = "4539578763621486"  # Luhn-valid
 CPR = "870412345"

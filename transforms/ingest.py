@@ -18,15 +18,15 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas.catalogue import load_catalogue
-from transforms import stats as st
-from transforms.blocks import RunContext, process_block
-from transforms.columnar import ArrowBlock
-from transforms.dedup import split_by_partition
-from transforms.keys import PseudonymKey
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
-from transforms.validate import DEFAULT_MAX_EVENT_BYTES
+from transforms.core import stats as st
+from transforms.core.blocks import RunContext, process_block
+from transforms.core.columnar import ArrowBlock
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
+from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES
+from transforms.dedup.table import split_by_partition
+from transforms.storage.keys import PseudonymKey
 
 log = logging.getLogger(__name__)
 _PROGRESS_EVERY = 250_000
@@ -123,3 +123,10 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
             results[Outcome.REJECTED.value],
             results[Outcome.STATS.value],
         )
+
+
+class MergeStats(beam.PTransform):  # type: ignore[misc]
+    """PCollection of partial stats -> a single merged stats dict (empty input gives {})."""
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return pcoll | "SumStats" >> beam.CombineGlobally(st.merge)

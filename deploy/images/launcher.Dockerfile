@@ -11,6 +11,7 @@ WORKDIR /template
 COPY pyproject.toml README.md ./
 COPY pipelines/ pipelines/
 COPY schemas/ schemas/
+COPY tools/ tools/
 COPY transforms/ transforms/
 COPY deploy/flex/main.py deploy/flex/main.py
 

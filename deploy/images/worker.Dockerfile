@@ -9,6 +9,7 @@ WORKDIR /opt/payments
 COPY pyproject.toml README.md ./
 COPY pipelines/ pipelines/
 COPY schemas/ schemas/
+COPY tools/ tools/
 COPY transforms/ transforms/
 
 # Installing the project must not move Beam off the base image's version: the SDK harness

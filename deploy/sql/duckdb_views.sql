@@ -13,7 +13,7 @@
 -- each run that changes the month writes the next version and deletes the older ones once it
 -- has committed. A run killed inside its commit can leave two until the next run; the views
 -- take the highest version of each month (an unversioned `aggregate.parquet` of an earlier
--- release counts as version 0). Readers of committed runs only: pipelines.committed.
+-- release counts as version 0). Readers of committed runs only: tools.committed.
 
 CREATE OR REPLACE VIEW payments AS
 SELECT *

@@ -23,8 +23,8 @@ from pipelines import batch, streaming
 from pipelines.cli import InputFile
 from pipelines.options import KEY_ENV, BatchOptions, IngestOptions, pseudonym_key_source
 from tests.samples import TEST_KEY
-from transforms.keys import PseudonymKey
-from transforms.manifest import RunInfo
+from transforms.core.manifest import RunInfo
+from transforms.storage.keys import PseudonymKey
 
 KEY_SECRET = "projects/payments-test/secrets/pseudonym-key/versions/1"
 WORKER_IMAGE = "me-central2-docker.pkg.dev/payments-test/payments/payments-worker:test"

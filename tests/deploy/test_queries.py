@@ -23,7 +23,7 @@ from schemas import layout
 from schemas.arrow import payment_partition_schema, payment_schema
 from tests.pipelines.helpers import make_landing, run_batch
 from tests.samples import TEST_KEY
-from transforms.aggregate import month_schema
+from transforms.core.aggregate import month_schema
 
 RUN_ID = "20261202T010000Z-a1b2c3"
 

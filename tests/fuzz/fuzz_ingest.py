@@ -17,11 +17,11 @@ import pydantic  # noqa: F401
 # Only the project's own modules are instrumented: the rule under test is Python.
 with atheris.instrument_imports():
     from schemas.catalogue import load_catalogue
-    from transforms.blocks import RunContext, process_block
-    from transforms.normalise import Normaliser
-    from transforms.privacy import Pseudonymiser
-    from transforms.rawblock import RawBlock
-    from transforms.scanner import scan_table
+    from transforms.core.blocks import RunContext, process_block
+    from transforms.core.normalise import Normaliser
+    from transforms.core.privacy import Pseudonymiser
+    from transforms.core.rawblock import RawBlock
+    from transforms.core.scanner import scan_table
 
 _CTX = RunContext(
     Normaliser(Pseudonymiser(b"fuzz-pseudonym-key-0123456789abcdef"), load_catalogue()),

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from pipelines import batch
-from pipelines.generate import GeneratorConfig, generate
+from tools.generate import GeneratorConfig, generate
 
 PARTITIONING = ds.partitioning(
     pa.schema([("channel", pa.string()), ("event_date", pa.date32())]), flavor="hive"

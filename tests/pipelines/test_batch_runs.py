@@ -27,8 +27,8 @@ from tests.pipelines.helpers import (
     rejected,
     run_batch,
 )
-from transforms.manifest import RunInfo
-from transforms.scanner import Leak, SecretInOutput
+from transforms.core.manifest import RunInfo
+from transforms.core.scanner import Leak, SecretInOutput
 
 WEEK = {
     "start": date(2017, 6, 24),

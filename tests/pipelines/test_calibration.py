@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.calibration import compare
 from tests.pipelines.helpers import make_landing, run_batch
+from tools.calibration import compare
 
 
 @pytest.mark.slow
@@ -15,7 +15,7 @@ from tests.pipelines.helpers import make_landing, run_batch
 def test_h1_2017_run_reproduces_published_counts_and_amounts_within_2_percent(
     tmp_path: Path,
 ) -> None:
-    from pipelines.generate import PROFILES
+    from tools.generate import PROFILES
 
     config = PROFILES["h1-2017"]
     make_landing(tmp_path, **{f: getattr(config, f) for f in config.__dataclass_fields__})

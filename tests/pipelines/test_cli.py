@@ -79,8 +79,15 @@ def run(command: list[str], env: dict[str, str] | None = None) -> Ran:
         )
 
 
+# The two Beam pipelines, and the tools around them.
+MODULES = {
+    name: f"pipelines.{name}" if name in ("batch", "streaming") else f"tools.{name}"
+    for name in ENTRY_POINTS
+}
+
+
 def module(name: str, *args: str | Path) -> list[str]:
-    return [sys.executable, "-m", f"pipelines.{name}", *map(str, args)]
+    return [sys.executable, "-m", MODULES[name], *map(str, args)]
 
 
 def run_all(commands: dict[str, list[str]], env: dict[str, str] | None = None) -> dict[str, Ran]:
@@ -394,7 +401,7 @@ def test_calibration_refuses_a_folder_without_aggregates(refused: dict[str, Ran]
 def test_help_works_and_lists_the_exit_statuses(refused: dict[str, Ran], name: str) -> None:
     ran = refused[f"help_{name}"]
     assert ran.returncode == 0, ran.stderr[-3000:]
-    assert f"usage: python -m pipelines.{name}" in ran.stdout
+    assert f"usage: python -m {MODULES[name]}" in ran.stdout
     text = " ".join(ran.stdout.split())
     assert "Exit status: 0 " in text
     assert "2 when the command line is refused" in text

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import committed as committed_cli
 from schemas import layout
 from tests.pipelines.helpers import make_landing, run_batch
-from transforms.committed import committed_files, committed_runs
+from tools import committed as committed_cli
+from transforms.storage.committed import committed_files, committed_runs
 
 
 @pytest.fixture(scope="module")

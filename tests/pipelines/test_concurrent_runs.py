@@ -1,5 +1,5 @@
 """Two batch runs into one output root at the same time, as real `python -m pipelines.batch`
-processes: one writer at a time (transforms/lease.py), so no event is written twice and no
+processes: one writer at a time (transforms/storage/lease.py), so no event is written twice and no
 aggregate update is lost; the second run is refused (exit 6) or waits its turn. A run killed
 while it holds the root is taken over: at once on this machine, after its lease expires when
 it ran elsewhere."""
@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 import pytest
 
 from pipelines import batch
-from pipelines.replay import publishable_lines
 from schemas import layout
 from tests.emulators import PROJECT_ROOT, batch_command, pubsub_emulator
 from tests.pipelines.helpers import balanced, make_landing, manifests, payments
-from transforms import stats as st
+from tools.replay import publishable_lines
+from transforms.core import stats as st
 
 NIGHTS = {
     "start": date(2017, 6, 24),
@@ -41,7 +41,7 @@ NIGHTS = {
 # so that two runs started together certainly overlap.
 HOLD_LONGER = """
 import time
-from transforms import lease
+from transforms.storage import lease
 _acquire = lease.acquire
 def _acquire_and_hold(*args, **kwargs):
     held = _acquire(*args, **kwargs)

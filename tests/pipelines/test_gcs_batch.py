@@ -59,18 +59,18 @@ CLEAN_NIGHT = {**NIGHT, "invalid_rate": 0.0, "duplicate_rate": 0.0, "conflict_ra
 # single-worker runner commits in the main process), as a crash or a preempted VM would.
 KILLED_AS_COMMIT_BEGINS = """
 import os, signal
-import transforms.commit
-transforms.commit.replace = lambda staged, final: os.kill(os.getpid(), signal.SIGKILL)
+import transforms.batch.commit
+transforms.batch.commit.replace = lambda staged, final: os.kill(os.getpid(), signal.SIGKILL)
 """
 KILLED_HALF_WAY_THROUGH_PUBLISHING = """
 import os, signal
-import transforms.commit
-from transforms.storage import replace
+import transforms.batch.commit
+from transforms.storage.files import replace
 def publish_half_then_die(staged, final):
     half = max(1, len(staged) // 2)
     replace(staged[:half], final[:half])
     os.kill(os.getpid(), signal.SIGKILL)
-transforms.commit.replace = publish_half_then_die
+transforms.batch.commit.replace = publish_half_then_die
 """
 
 

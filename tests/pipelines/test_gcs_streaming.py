@@ -30,7 +30,6 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from pipelines.replay import publishable_lines
 from schemas import layout
 from tests.emulators import (
     PROJECT_ROOT,
@@ -48,7 +47,8 @@ from tests.pipelines.helpers import (
     rows_per_partition,
 )
 from tests.samples import TEST_KEY
-from transforms import stats as st
+from tools.replay import publishable_lines
+from transforms.core import stats as st
 
 BUCKET = "payments-streaming-tests"
 PROJECT = "demo-project"

@@ -18,7 +18,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.generate import (
+from schemas.catalogue import load_catalogue
+from schemas.enums import Channel
+from tools.generate import (
     PROFILES,
     PUBLISHED_H1_2017,
     SUCCESS_RAW,
@@ -28,8 +30,6 @@ from pipelines.generate import (
     main,
     plan,
 )
-from schemas.catalogue import load_catalogue
-from schemas.enums import Channel
 
 BAHRAIN = timezone(timedelta(hours=3))
 CLEAN = GeneratorConfig(

@@ -30,7 +30,7 @@ from tests.pipelines.helpers import (
     run_batch,
 )
 from tests.samples import TEST_KEY
-from transforms import read
+from transforms.batch import read
 
 NIGHT = {
     "start": date(2017, 6, 24),

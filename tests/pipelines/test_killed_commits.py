@@ -16,7 +16,7 @@ import pytest
 from schemas import layout
 from tests.emulators import PROJECT_ROOT, batch_command
 from tests.pipelines.helpers import make_landing, run_batch
-from transforms.committed import committed_files
+from transforms.storage.committed import committed_files
 
 NIGHTS = {
     "start": date(2017, 6, 24),
@@ -30,7 +30,7 @@ NIGHTS = {
 # Kills the run's own process, as `kill -9` would, when the commit reaches `step`.
 KILL_AT = """
 import os, signal
-import transforms.commit as commit
+import transforms.batch.commit as commit
 _step = getattr(commit, "{step}")
 def _killed(*args, **kwargs):
     {before}

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from pipelines.replay import ReplayPlan, schedule
 from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT
-from transforms.validate import Rejection, parse_event
+from tools.replay import ReplayPlan, schedule
+from transforms.core.validate import Rejection, parse_event
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 LINES = [PORTAL_EVENT, MOBILE_EVENT, KIOSK_EVENT, b"{not json"] * 50

@@ -16,11 +16,11 @@ import orjson
 import pyarrow.compute as pc
 import pytest
 
-from pipelines.replay import publishable_lines, restamp
 from tests.emulators import pubsub_emulator
 from tests.pipelines.helpers import balanced, make_landing, payments, rejected
 from tests.samples import PORTAL_EVENT
-from transforms import stats as st
+from tools.replay import publishable_lines, restamp
+from transforms.core import stats as st
 
 PROJECT = "demo-project"
 

@@ -20,7 +20,7 @@ from schemas.money import (
     format_bhd,
 )
 from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT
-from transforms.validate import Rejection, parse_event
+from transforms.core.validate import Rejection, parse_event
 
 LARGEST_AMOUNT_TEXT = "999999999.999"  # the largest single payment: 9 integer digits, 3 decimals
 ABOVE_LARGEST_TEXT = "1000000000.000"  # one fils more

@@ -1,4 +1,5 @@
-"""schemas.raw through transforms.validate.parse_event: the contract's shapes, every reject code."""
+"""schemas.raw through transforms.core.validate.parse_event: the contract's shapes, every
+reject code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from schemas.raw import KioskEvent, MobileAppEvent, PortalEvent
 from tests.samples import KIOSK_EVENT as KIOSK
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
-from transforms.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
+from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
 
 # The three examples of contract.md.
 BASES = {"portal": PORTAL, "mobile_app": MOBILE_APP, "kiosk": KIOSK}

@@ -1,4 +1,4 @@
-"""transforms.aggregate: per-status and per-service counts and exact amounts of a partition."""
+"""transforms.core.aggregate: per-status and per-service counts and exact amounts of a partition."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as hs
 from schemas.arrow import arrow_schema, payment_schema
 from schemas.money import MAX_FILS, fils_to_decimal
 from schemas.records import ServiceAggregate, StatusAggregate
-from transforms.aggregate import (
+from transforms.core.aggregate import (
     AGGREGATE_INPUT_COLUMNS,
     by_service,
     by_status,
@@ -22,7 +22,7 @@ from transforms.aggregate import (
     merge_month,
     month_schema,
 )
-from transforms.columnar import decimal_from_fils
+from transforms.core.columnar import decimal_from_fils
 
 INPUT_SCHEMA = pa.schema([payment_schema().field(name) for name in AGGREGATE_INPUT_COLUMNS])
 FINE = ("GDT-FINE", "Traffic violation fines")

@@ -1,4 +1,4 @@
-"""transforms.blocks.process_block: raw events -> accepted and rejected tables + stats."""
+"""transforms.core.blocks.process_block: raw events -> accepted and rejected tables + stats."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from schemas.arrow import payment_schema, rejected_schema
 from schemas.catalogue import load_catalogue
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
-from transforms import stats as st
-from transforms.blocks import BlockResult, RunContext, process_block
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
+from transforms.core import stats as st
+from transforms.core.blocks import BlockResult, RunContext, process_block
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 CPR = "850101234"

@@ -1,4 +1,4 @@
-"""transforms.columnar: exact decimal buffers and the ArrowBlock transit form."""
+"""transforms.core.columnar: exact decimal buffers and the ArrowBlock transit form."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.arrow import payment_schema, rejected_schema
-from transforms.columnar import ArrowBlock, decimal_from_fils, fils_from_decimal, runs
+from transforms.core.columnar import ArrowBlock, decimal_from_fils, fils_from_decimal, runs
 
 
 def test_decimal_from_fils_is_exact_bhd() -> None:

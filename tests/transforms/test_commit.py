@@ -12,12 +12,13 @@ import pyarrow as pa
 import pytest
 
 from schemas import layout
-from transforms import commit, lease
-from transforms.commit import CommitFn, PublishRefused, commit_run, refusal
-from transforms.manifest import RunInfo
-from transforms.partitions import StagedFile
-from transforms.scanner import SecretInOutput
-from transforms.storage import replace, write_parquet
+from transforms.batch import commit
+from transforms.batch.commit import CommitFn, PublishRefused, commit_run, refusal
+from transforms.core.manifest import RunInfo
+from transforms.core.scanner import SecretInOutput
+from transforms.storage import lease
+from transforms.storage.files import replace, write_parquet
+from transforms.storage.partitions import StagedFile
 
 CARD = "4111 1111 1111 1111"
 CARD_DIGITS = "4111111111111111"
@@ -219,7 +220,7 @@ def test_the_commit_step_raises_a_refusal_beam_can_rebuild_with_its_step_name(
     assert str(rebuilt).startswith(str(refused.value.__cause__))
 
 
-# --- the writer lease (transforms/lease.py) -----------------------------------------------------
+# --- the writer lease (transforms/storage/lease.py) ------------------------------------------
 
 
 def _take_over_from(root: Path, run_id: str) -> lease.Lease:

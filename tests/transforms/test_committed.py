@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import layout
-from transforms.committed import committed_files, current_aggregates, superseded_aggregates
+from transforms.storage.committed import committed_files, current_aggregates, superseded_aggregates
 
 OLD, NEW, KILLED = "20261201T000000Z-aaaaaa", "20261202T000000Z-bbbbbb", "20261203T000000Z-cccccc"
 MONTH = "2017-06"

@@ -1,4 +1,4 @@
-"""transforms.dedup: one row per event_id; redeliveries counted, conflicts set apart."""
+"""transforms.dedup.table: one row per event_id; redeliveries counted, conflicts set apart."""
 
 from __future__ import annotations
 
@@ -15,26 +15,28 @@ from schemas.enums import RejectCode
 from tests.samples import KIOSK_EVENT as KIOSK
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
-from transforms import stats as st
-from transforms.blocks import RunContext, process_block, rejected_table
-from transforms.dedup import (
+from transforms.core import stats as st
+from transforms.core.blocks import RunContext, process_block, rejected_table
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
+from transforms.dedup.recent import (
+    RecentIds,
+    against_recent,
+    content_digests,
+    id_hashes,
+    recent_schema,
+)
+from transforms.dedup.table import (
     INDEX_COLUMNS,
     Deduplicated,
-    RecentIds,
     against_existing,
-    against_recent,
     conflict_rejections,
-    content_digests,
     cross_partition_losers,
     deduplicate,
     drop_losers,
-    id_hashes,
-    recent_schema,
     split_by_partition,
 )
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 CPR = "850101234"
@@ -337,7 +339,7 @@ def test_dropping_losers_keeps_every_other_row() -> None:
 
 
 def test_moved_event_ids_finds_an_event_delivered_into_two_days() -> None:
-    from transforms.dedup import event_days, moved_event_ids
+    from transforms.dedup.table import event_days, moved_event_ids
 
     table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1), (KIOSK, "c", 1))
     pairs = pa.concat_tables([event_days(table.slice(i, 1)) for i in range(table.num_rows)])
@@ -345,7 +347,7 @@ def test_moved_event_ids_finds_an_event_delivered_into_two_days() -> None:
 
 
 def test_moved_event_ids_ignores_redeliveries_on_the_same_day() -> None:
-    from transforms.dedup import event_days, moved_event_ids
+    from transforms.dedup.table import event_days, moved_event_ids
 
     table = _table((KIOSK, "a", 1), (KIOSK, "b", 1))
     assert moved_event_ids(event_days(table)).to_pylist() == []

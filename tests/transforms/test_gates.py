@@ -1,4 +1,4 @@
-"""transforms.gates: per-channel rejection ratios against a warn and an error threshold, for
+"""transforms.core.gates: per-channel rejection ratios against a warn and an error threshold, for
 the batch manifest and for every streaming stats pane (which never raises for a gate)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import IngestOptions
 from schemas.enums import GateLevel
-from transforms import stats as st
-from transforms.gates import GateResult, GateThresholds, evaluate_gates, worst_level
-from transforms.stream_write import WriteStreamingStats, pane_gates, write_stats_pane
+from transforms.core import stats as st
+from transforms.core.gates import GateResult, GateThresholds, evaluate_gates, worst_level
+from transforms.streaming.sinks import WriteStreamingStats, pane_gates, write_stats_pane
 
 DEFAULTS = GateThresholds()
 
@@ -212,7 +212,7 @@ def test_a_stats_pane_records_each_channels_gate_level(tmp_path: Path) -> None:
 def test_a_failed_gate_in_a_pane_is_logged_and_the_writer_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="transforms.stream_write"):
+    with caplog.at_level(logging.WARNING, logger="transforms.streaming.sinks"):
         paths = list(write_stats_pane((None, [pane(kiosk=(40, 40))]), str(tmp_path), "run-1"))
     assert len(paths) == 1
     [record] = caplog.records

@@ -1,4 +1,4 @@
-"""transforms.storage on gs://, against a real GCS emulator server: the commit protocol's
+"""transforms.storage.files on gs://, against a real GCS emulator server: the commit protocol's
 small objects, listings and deletes through google-cloud-storage, data files through Beam,
 everything checked with a client of the test's own."""
 
@@ -15,12 +15,11 @@ import pytest
 
 from schemas import layout
 from tests.emulators import GcsEmulator, gcs_emulator, object_names, use_gcs_emulator
-from transforms import gcs
-from transforms.commit import commit_run
-from transforms.committed import committed_files
-from transforms.manifest import RunInfo
-from transforms.partitions import StagedFile
-from transforms.storage import (
+from transforms.batch.commit import commit_run
+from transforms.core.manifest import RunInfo
+from transforms.storage import gcs
+from transforms.storage.committed import committed_files
+from transforms.storage.files import (
     delete,
     delete_tree,
     exists,
@@ -32,6 +31,7 @@ from transforms.storage import (
     write_parquet,
     write_text,
 )
+from transforms.storage.partitions import StagedFile
 
 BUCKET = "storage-tests"
 

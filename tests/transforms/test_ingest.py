@@ -10,9 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.samples import BATCH_RUNNER, KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
-from transforms.ingest import IngestEvents
-from transforms.rawblock import RawBlock
-from transforms.stats import MergeStats
+from transforms.core.rawblock import RawBlock
+from transforms.ingest import IngestEvents, MergeStats
 
 RUN_ID = "test-run"
 INGESTED = 1_700_000_000_000_000

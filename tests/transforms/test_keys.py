@@ -11,10 +11,10 @@ from apache_beam.internal import pickler
 
 from pipelines.options import IngestOptions, pseudonym_key_source
 from tests.samples import PORTAL_EVENT, TEST_KEY
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
-from transforms.keys import PseudonymKey
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
+from transforms.storage.keys import PseudonymKey
 
 SECRET = "projects/moi-payments/secrets/pseudonym-key/versions/latest"
 

@@ -1,4 +1,4 @@
-"""transforms.lease: one writer at a time on an output root, locally and on Cloud Storage.
+"""transforms.storage.lease: one writer at a time on an output root, locally and on Cloud Storage.
 
 Races are run between real processes. On gs://, everything that depends on conditional
 writes (refusing, waiting, losing the lease, racing) needs a server that enforces
@@ -36,9 +36,9 @@ from tests.emulators import (
     gcs_emulator,
     use_gcs_emulator,
 )
-from transforms import gcs, lease
-from transforms.storage import exists, read_text, write_text
-from transforms.stream_write import _publish
+from transforms.storage import gcs, lease
+from transforms.storage.files import exists, read_text, write_text
+from transforms.streaming.sinks import _publish
 
 BUCKET = "lease-tests"
 RUN = "20170701T000000Z-aaaaaa"
@@ -328,7 +328,7 @@ def test_a_dead_runs_id_never_names_a_folder_outside_the_staging_area(tmp_path: 
 
 _HOLD = """
 import sys, time
-from transforms import lease
+from transforms.storage import lease
 held = lease.acquire(sys.argv[1], sys.argv[2], "batch", ttl=float(sys.argv[3]))
 print("held", flush=True)
 time.sleep(600)
@@ -368,7 +368,7 @@ def test_the_lease_of_a_killed_process_on_this_machine_is_taken_over_at_once(
 
 _CONTEND = """
 import sys, time
-from transforms import lease
+from transforms.storage import lease
 root, run_id = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 sys.stdin.readline()
@@ -458,7 +458,7 @@ def test_a_streaming_pane_waits_for_a_batch_run_and_says_so(
     batch_run = lease.acquire(strict_root, OTHER, "batch")
     threading.Timer(0.8, batch_run.release).start()
     with (
-        caplog.at_level(logging.WARNING, logger="transforms.lease"),
+        caplog.at_level(logging.WARNING, logger="transforms.storage.lease"),
         lease.pane_lease(strict_root, RUN, wait=0.2) as pane,
     ):
         assert _stored(strict_root)["run_id"] == RUN == pane.run_id
@@ -500,7 +500,7 @@ def test_a_lease_costs_milliseconds(root: str) -> None:
     assert ended - started < 5
 
 
-# --- streaming panes publish under the lease (transforms/stream_write.py) ---------------------
+# --- streaming panes publish under the lease (transforms/streaming/sinks.py) ---------------------
 
 
 def _pane(*event_ids: str) -> pa.Table:

@@ -17,13 +17,14 @@ from schemas.arrow import payment_schema
 from schemas.catalogue import load_catalogue
 from schemas.money import MAX_FILS
 from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
-from transforms import stats as st
-from transforms.blocks import RunContext, process_block
-from transforms.columnar import ArrowBlock, decimal_from_fils
-from transforms.live import DeduplicateBlocks, LiveAggregates, LivePayment, live_partials
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
+from transforms.core import stats as st
+from transforms.core.blocks import RunContext, process_block
+from transforms.core.columnar import ArrowBlock, decimal_from_fils
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
+from transforms.streaming.dedup import DeduplicateBlocks
+from transforms.streaming.live import LiveAggregates, LivePayment, live_partials
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run", 0)
 PORTAL_ID = "portal:PTL-2017-000123456"

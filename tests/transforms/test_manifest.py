@@ -1,4 +1,4 @@
-"""transforms.manifest: the run manifest reconciles read = accepted + rejected + duplicates."""
+"""transforms.core.manifest: the run manifest reconciles read = accepted + rejected + duplicates."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from hypothesis import strategies as hs
 from schemas.arrow import payment_schema
 from schemas.money import MAX_FILS, format_bhd
 from schemas.records import SCHEMA_VERSION
-from transforms import stats as st
-from transforms.columnar import decimal_from_fils
-from transforms.gates import GateThresholds
-from transforms.manifest import RunInfo, build_manifest, summary_table
-from transforms.partitions import accepted_stats
+from transforms.core import stats as st
+from transforms.core.columnar import decimal_from_fils
+from transforms.core.gates import GateThresholds
+from transforms.core.manifest import RunInfo, build_manifest, summary_table
+from transforms.storage.partitions import accepted_stats
 
 INFO = RunInfo(
     run_id="run-20170701",

@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 
 from schemas.catalogue import load_catalogue
 from tests.samples import TEST_KEY, sample_events
-from transforms.blocks import BlockResult, RunContext, process_block
-from transforms.columnar import ArrowBlock
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser, decode_json_escapes
-from transforms.rawblock import RawBlock
-from transforms.stream_write import WritePartitionPaneFn, write_rejected_pane
+from transforms.core.blocks import BlockResult, RunContext, process_block
+from transforms.core.columnar import ArrowBlock
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser, decode_json_escapes
+from transforms.core.rawblock import RawBlock
+from transforms.streaming.sinks import WritePartitionPaneFn, write_rejected_pane
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run-leaks", 0)
 
@@ -100,7 +100,7 @@ def written_forms(draw: st.DrawFn, digits: str, identifier: bool) -> tuple[Any, 
     """(JSON value carrying the digits, whether to write them as \\u escapes).
 
     In an identifier, a card is grouped as people write one (three or more groups of at most
-    six digits): a portal id is 13 digits in two groups, a UUID 8-4-4 (transforms.privacy).
+    six digits): a portal id is 13 digits in two groups, a UUID 8-4-4 (transforms.core.privacy).
     """
     zero = draw(st.sampled_from(DIGIT_ZEROS))
     scripted = "".join(chr(zero + int(d)) for d in digits)

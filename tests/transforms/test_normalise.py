@@ -1,4 +1,4 @@
-"""transforms.normalise: each channel's raw event -> the one normalised payment shape."""
+"""transforms.core.normalise: each channel's raw event -> the one normalised payment shape."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from schemas.timekeeping import EPOCH_DATE, to_utc_micros
 from tests.samples import KIOSK_EVENT as KIOSK
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
-from transforms.blocks import RunContext, process_block
-from transforms.dedup import differing
-from transforms.normalise import NormalisedPayment, Normaliser, to_record
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
-from transforms.validate import Rejection, parse_event
+from transforms.core.blocks import RunContext, process_block
+from transforms.core.normalise import NormalisedPayment, Normaliser, to_record
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
+from transforms.core.validate import Rejection, parse_event
+from transforms.dedup.table import differing
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 CPR = "850101234"
@@ -273,7 +273,7 @@ def test_kiosk_extras_carry_the_kiosk(normalise: Normaliser) -> None:
 
 
 def _content_diff(first: bytes, second: bytes) -> list[str]:
-    """Content columns in which two events' normalised rows differ (transforms.dedup)."""
+    """Content columns in which two events' normalised rows differ (transforms.dedup.table)."""
     ctx = RunContext(Normaliser(Pseudonymiser(KEY), load_catalogue()), "run", 0)
     a = process_block(RawBlock("a", [first], line_numbers=[1]), ctx).accepted
     b = process_block(RawBlock("b", [second], line_numbers=[1]), ctx).accepted

@@ -13,11 +13,11 @@ from schemas.catalogue import load_catalogue
 from schemas.enums import RejectCode
 from tests.samples import TEST_KEY
 from tests.transforms.test_no_secret_leaks import EVENTS
-from transforms import blocks
-from transforms.blocks import BlockResult, RunContext, process_block
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
+from transforms.core import blocks
+from transforms.core.blocks import BlockResult, RunContext, process_block
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run-poison", 0)
 # One line of each depth class: within pydantic's limit, beyond it, beyond orjson's (1024),

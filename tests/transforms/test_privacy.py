@@ -1,4 +1,5 @@
-"""transforms.privacy: keyed CPR pseudonyms, card last four, and redaction of rejected input."""
+"""transforms.core.privacy: keyed CPR pseudonyms, card last four, and redaction of rejected
+input."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
-from transforms.privacy import Pseudonymiser, card_last4, redact_raw, redact_text
+from transforms.core.privacy import Pseudonymiser, card_last4, redact_raw, redact_text
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 OTHER_KEY = b"another-pseudonym-key-fedcba9876543210"

@@ -1,4 +1,4 @@
-"""transforms.read: byte ranges over files, every line read once, long lines held bounded."""
+"""transforms.batch.read: byte ranges over files, every line read once, long lines held bounded."""
 
 from __future__ import annotations
 
@@ -19,16 +19,16 @@ import zstandard
 from apache_beam.pvalue import TaggedOutput
 
 from schemas.enums import InputFault, RejectCode
-from transforms import read
-from transforms.rawblock import RawBlock
-from transforms.read import (
+from transforms.batch import read
+from transforms.batch.read import (
     MAX_HELD_LINE_BYTES,
     ByteRange,
     iter_lines,
     plan_ranges,
     read_blocks,
 )
-from transforms.validate import Rejection, parse_event
+from transforms.core.rawblock import RawBlock
+from transforms.core.validate import Rejection, parse_event
 
 PORTAL = (
     b'{"channel": "portal", "txn_id": "PTL-2017-000123456",'

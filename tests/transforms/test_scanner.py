@@ -13,20 +13,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms import scanner
-from transforms.live import LiveAggregate
-from transforms.privacy import Strength, find_secrets, raw_findings
-from transforms.scanner import (
+from transforms.core import scanner
+from transforms.core.privacy import Strength, find_secrets, raw_findings
+from transforms.core.scanner import (
     Leak,
     SecretInOutput,
     candidates,
     leaks_in_text,
     origin_of,
-    scan_file,
     scan_message,
     scan_texts,
 )
-from transforms.stream_write import live_json
+from transforms.storage import readback
+from transforms.storage.readback import scan_file
+from transforms.streaming.live import LiveAggregate
+from transforms.streaming.sinks import live_json
 
 CARD = "4111 1111 1111 1111"
 CARD_DIGITS = "4111111111111111"
@@ -181,9 +182,9 @@ def test_files_scanned_together_skip_what_the_reader_skips(tmp_path: Path) -> No
     clean = _parquet(tmp_path, _rows(["Isa Town"]))
     leaky = str(tmp_path / "leaky.parquet")
     pq.write_table(_rows([CARD]), leaky)
-    scans = scanner.scan_files(
+    scans = readback.scan_files(
         [(clean, "a"), ("gone", "b"), (leaky, "c")],
-        read=lambda path: None if path == "gone" else scanner.read_back(path),
+        read=lambda path: None if path == "gone" else readback.read_back(path),
     )
     assert [(s.path, s.rows, s.leaks) for s in scans] == [
         (clean, 1, []),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transforms import stats as st
+from transforms.core import stats as st
 
 
 def test_totals_by_kind_add_every_channel_and_detail() -> None:

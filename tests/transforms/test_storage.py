@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 
-from transforms.storage import fingerprint, replace
+from transforms.storage.files import fingerprint, replace
 
 
 def _staged(tmp_path: Path, *names: str) -> tuple[list[str], list[str]]:

@@ -18,14 +18,14 @@ import pytest
 from pipelines.batch import new_run_id
 from schemas.catalogue import load_catalogue
 from tests.samples import PORTAL_EVENT, TEST_KEY
-from transforms import stats as st
-from transforms.blocks import RunContext, process_block
-from transforms.columnar import ArrowBlock
-from transforms.live import LiveAggregate
-from transforms.normalise import Normaliser
-from transforms.privacy import Pseudonymiser
-from transforms.rawblock import RawBlock
-from transforms.stream_write import (
+from transforms.core import stats as st
+from transforms.core.blocks import RunContext, process_block
+from transforms.core.columnar import ArrowBlock
+from transforms.core.normalise import Normaliser
+from transforms.core.privacy import Pseudonymiser
+from transforms.core.rawblock import RawBlock
+from transforms.streaming.live import LiveAggregate
+from transforms.streaming.sinks import (
     WritePartitionPaneFn,
     live_json,
     live_table,
@@ -212,7 +212,7 @@ def test_the_pane_writer_goes_on_after_a_refused_pane(tmp_path: Path) -> None:
 def test_a_refused_pane_is_logged_with_file_column_and_row_but_not_the_digits(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="transforms.stream_write"):
+    with caplog.at_level(logging.ERROR, logger="transforms.streaming.sinks"):
         _planted_pane(tmp_path, _run_id())
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     message = record.getMessage()

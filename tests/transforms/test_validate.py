@@ -1,4 +1,5 @@
-"""transforms.validate.parse_event: an object that repeats a key is rejected as DUPLICATE_KEY."""
+"""transforms.core.validate.parse_event: an object that repeats a key is rejected as
+DUPLICATE_KEY."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 from schemas.enums import RejectCode
 from schemas.raw import KioskEvent, MobileAppEvent, PortalEvent
 from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT
-from transforms import validate
-from transforms.validate import Rejection, parse_event
+from transforms.core import validate
+from transforms.core.validate import Rejection, parse_event
 
 
 def _extended(extra: bytes, base: bytes = PORTAL_EVENT) -> bytes:
@@ -286,7 +287,7 @@ def test_check_agrees_with_a_reference_detector_on_random_json(
 
 
 def test_payload_starting_with_a_bom_is_left_to_the_reader_and_is_malformed() -> None:
-    # transforms.read skips a BOM at the start of a file; one on any other line is bad input.
+    # transforms.batch.read skips a BOM at the start of a file; one on any other line is bad input.
     outcome = parse_event(b"\xef\xbb\xbf" + PORTAL_EVENT)
     assert isinstance(outcome, Rejection)
     assert outcome.code is RejectCode.MALFORMED_JSON

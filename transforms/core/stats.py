@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-import apache_beam as beam
+from schemas.enums import InputFault
 
 UNKNOWN_CHANNEL = "unknown"
 
@@ -51,6 +51,15 @@ def privacy_refused_key(what: str) -> str:
 # ones), added by the ingest step: a cost, not a count of events (the manifest also reports
 # it as `privacy_screening_seconds`; a streaming stats file carries it per pane).
 PRIVACY_SCREENING_MICROS = "cost:privacy_screening_micros"
+
+
+FAULT_REASONS = {
+    InputFault.TRUNCATED.value: "the compressed stream ends before its end-of-stream marker: "
+    "the file was cut off (an interrupted transfer?)",
+    InputFault.CORRUPT.value: "the compressed data fails its own checks (the CRC-32 or length "
+    "in a gzip trailer) or is not valid compressed data",
+    InputFault.NOT_COMPRESSED.value: "the file is not in the compressed format its name says",
+}
 
 
 def incomplete_key(fault: str, path: str) -> str:
@@ -119,10 +128,3 @@ def sum_by(stats: Mapping[str, int], prefix: str, position: int) -> dict[str, in
         if parts[0] == prefix and len(parts) > position:
             out[parts[position]] += value
     return dict(sorted(out.items()))
-
-
-class MergeStats(beam.PTransform):  # type: ignore[misc]
-    """PCollection of partial stats -> a single merged stats dict (empty input gives {})."""
-
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | "SumStats" >> beam.CombineGlobally(merge)

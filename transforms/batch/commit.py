@@ -8,12 +8,12 @@ its files, whole, and has no `_SUCCESS`. Its files are named from its input, so 
 same input overwrites them and removes the ones it no longer writes: no row twice. Aggregate
 month files are the exception: each run writes a month's next version under a new name, and
 until `_SUCCESS` the previous version is the one committed readers take
-(`transforms.committed`); the replaced versions are deleted only after it.
+(`transforms.storage.committed`); the replaced versions are deleted only after it.
 
 Before the first move every staged file has been read back and its string columns scanned
-with the privacy rule (`transforms.scanner`), a second line of defence behind the redaction:
-by the worker that staged it, right after writing it (`transforms.partitions.stage`), or here
-for a file staged without a scan. A secret
+with the privacy rule (`transforms.core.scanner`), a second line of defence behind the
+redaction: by the worker that staged it, right after writing it
+(`transforms.storage.partitions.stage`), or here for a file staged without a scan. A secret
 found there publishes nothing: no move, no delete, no manifest, no `_SUCCESS`. The run's
 staged files are deleted (they hold the secret, and the staging folder is under the output
 root, which the contract counts as written); `runs/<run_id>/_REFUSED.json` records where the
@@ -35,13 +35,14 @@ import apache_beam as beam
 import pyarrow as pa
 
 from schemas import layout
-from transforms import lease
-from transforms import stats as st
-from transforms.committed import superseded_aggregates
-from transforms.manifest import RunInfo, build_manifest
-from transforms.partitions import StagedFile
-from transforms.scanner import Leak, SecretInOutput, read_back, scan_files
-from transforms.storage import delete, delete_tree, exists, read_text, replace, write_text
+from transforms.core import stats as st
+from transforms.core.manifest import RunInfo, build_manifest
+from transforms.core.scanner import Leak, SecretInOutput
+from transforms.storage import lease
+from transforms.storage.committed import superseded_aggregates
+from transforms.storage.files import delete, delete_tree, exists, read_text, replace, write_text
+from transforms.storage.partitions import StagedFile
+from transforms.storage.readback import read_back, scan_files
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def _read_staged(path: str, final: dict[str, str]) -> pa.Table | None:
 
 def screen_staged(info: RunInfo, staged: list[StagedFile]) -> dict[str, Any]:
     """Check that no staged file holds a secret: the scans made when the files were staged
-    (`transforms.partitions.stage`), and a read-back scan here of any file staged without one.
+    (`transforms.storage.partitions.stage`), and a read-back scan here of any file staged
+    without one.
     Raise SecretInOutput (after deleting the staged files and recording the refusal) if any
     scan found one. Returns what was scanned, for the manifest: files, rows, seconds of
     scanning in all (workers and commit) and in the commit step alone."""
@@ -137,7 +139,7 @@ def commit_run(
     """Scan the staged files, move them into place, drop superseded ones, write manifest and
     marker. Raises SecretInOutput, having published nothing, if a staged file holds a secret.
 
-    Only while the run holds the output root's writer lease (`transforms.lease`): checked at
+    Only while the run holds the output root's writer lease (`transforms.storage.lease`): checked at
     the start, before the first move and before the manifest, from the stored lease and the
     run id (this step may run in another process than the launcher that holds it). Raises
     LeaseLost if another writer took it over; OutputBusy if the run has no lease of its own

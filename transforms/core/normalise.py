@@ -11,7 +11,7 @@ from schemas.money import CURRENCY, fils_to_decimal
 from schemas.raw import MobileAppEvent, PortalEvent, RawModel
 from schemas.records import SCHEMA_VERSION, PaymentRecord
 from schemas.timekeeping import EPOCH_DATE, from_utc_micros, to_utc_micros
-from transforms.privacy import Pseudonymiser, card_last4
+from transforms.core.privacy import Pseudonymiser, card_last4
 
 # Raw status vocabularies -> the normalised PaymentStatus values.
 _PORTAL_STATUS = {

@@ -37,8 +37,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.enums import InputFault
-from transforms import stats as st
-from transforms.rawblock import RawBlock
+from transforms.core import stats as st
+from transforms.core.rawblock import RawBlock
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,6 @@ _GZIP_CHECKS = {
     "incorrect length check": "its length does not match the one (ISIZE) in its gzip trailer",
 }
 # The manifest's explanation of each fault, what an operator reads.
-FAULT_REASONS = {
-    InputFault.TRUNCATED.value: "the compressed stream ends before its end-of-stream marker: "
-    "the file was cut off (an interrupted transfer?)",
-    InputFault.CORRUPT.value: "the compressed data fails its own checks (the CRC-32 or length "
-    "in a gzip trailer) or is not valid compressed data",
-    InputFault.NOT_COMPRESSED.value: "the file is not in the compressed format its name says",
-}
 
 
 @dataclass(frozen=True)
@@ -127,7 +120,7 @@ class IncompleteInput:
     lines_before_fault: int
 
     def stats(self) -> dict[str, int]:
-        """How the run's statistics carry it to the manifest (transforms.stats)."""
+        """How the run's statistics carry it to the manifest (transforms.core.stats)."""
         return {
             st.incomplete_key(self.fault.value, self.path): 1,
             st.incomplete_lines_key(self.path): self.lines_before_fault,

@@ -19,11 +19,12 @@ import pyarrow.compute as pc
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
-from transforms import stats as st
-from transforms.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
-from transforms.dedup import CONTENT_COLUMNS, Deduplicated, against_existing
-from transforms.scanner import FileScan, scan_files
-from transforms.storage import list_files, list_tree, read_parquet, write_parquet
+from transforms.core import stats as st
+from transforms.core.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
+from transforms.core.scanner import FileScan
+from transforms.dedup.table import CONTENT_COLUMNS, Deduplicated, against_existing
+from transforms.storage.files import list_files, list_tree, read_parquet, write_parquet
+from transforms.storage.readback import scan_files
 
 DEFAULT_MAX_ROWS_PER_FILE = 2_000_000
 _EXISTING_COLUMNS = list(dict.fromkeys(["event_id", *CONTENT_COLUMNS, *AGGREGATE_INPUT_COLUMNS]))
@@ -91,7 +92,7 @@ def stage(table: pa.Table, final: str, root: str, run_id: str, scan: bool = True
 
 
 def scanned(files: Sequence[StagedFile]) -> list[StagedFile]:
-    """The files with what reading each back found (`transforms.scanner.scan_files`). Many
+    """The files with what reading each back found (`transforms.core.scanner.scan_files`). Many
     files at once cost far less than one at a time: a scan's fixed cost (opening the file, a
     regex compiled per pyarrow call) is ~4 ms, more than its rows cost in most partitions."""
     started = time.thread_time()  # CPU time of this thread: the cost, not the waits

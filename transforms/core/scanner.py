@@ -3,7 +3,7 @@ every staged file before it is published.
 
 Both use the same two steps: a vectorised pre-filter (RE2 through `pyarrow.compute`, tens of
 nanoseconds a value) keeps only the values whose digits could hold a secret, and the rule of
-`transforms.privacy` decides on those few in Python.
+`transforms.core.privacy` decides on those few in Python.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ import json
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from transforms.privacy import (
+from transforms.core.privacy import (
     Finding,
     Secrets,
     Strength,
@@ -31,10 +29,9 @@ from transforms.privacy import (
     raw_findings,
     redact_text,
 )
-from transforms.storage import read_bytes
 
 # Columns the event_id is built from, or that the product keys by: a secret there rejects the
-# event; grouped digits count as a card only in three or more groups (transforms.privacy).
+# event; grouped digits count as a card only in three or more groups (transforms.core.privacy).
 IDENTIFIER_COLUMNS = frozenset({"event_id", "service_code", "kiosk_id", "reason"})
 # Written by the product itself, never from what a producer sent: a keyed hash (32 hex
 # characters, which hold 9-digit runs by chance), Pub/Sub's numeric message ids, the run id.
@@ -46,7 +43,7 @@ _IDENTIFIERS = ("event_id", "service_code", "kiosk_id")
 
 # A chain of at least 9 digits joined only by non-alphanumeric characters: the shortest that
 # can hold a CPR; 13 digits in one run, or three groups: the least a card in an identifier has
-# (transforms.privacy). The pre-filter runs them over ASCII values only (`_ascii`).
+# (transforms.core.privacy). The pre-filter runs them over ASCII values only (`_ascii`).
 _CHAIN_OF_9 = r"\p{Nd}(?:[^\p{L}\p{N}]*\p{Nd}){8}"
 # In an identifier the groups must also stand alone (not glued to letters) and be at most six
 # digits long: a UUID's 8-4-4 decimal-hex runs, one UUID in five, no longer need Python.
@@ -138,8 +135,8 @@ class SecretInOutput(RuntimeError):
         super().__init__(
             f"refusing to publish: the privacy scanner found {len(leaks)} secret(s) past "
             f"redaction: {shown}{more}. Nothing was published; the earlier output is intact. "
-            "This is a defect of the redaction rule (transforms/privacy.py): report it with the "
-            "file, column and row, which locate the input event without copying its value."
+            "This is a defect of the redaction rule (transforms/core/privacy.py): report it with "
+            "the file, column and row, which locate the input event without copying its value."
         )
         self.leaks = list(leaks)
 
@@ -406,86 +403,6 @@ def scan_tables(named: Sequence[tuple[pa.Table, str]]) -> list[list[Leak]]:
                 size = 0
     flush()
     return [[leak for *_, leak in sorted(leaks, key=lambda x: x[:2])] for leaks in results]
-
-
-PARQUET_MAGIC = b"PAR1"
-TEXT_COLUMN = "text"
-
-
-_LINEAGE_COLUMNS = frozenset({"source_file", "source_line", "source_message_id"})
-
-
-def _is_text(field: pa.Field) -> bool:
-    value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-    return bool(pa.types.is_string(value_type) or pa.types.is_large_string(value_type))
-
-
-def read_back(path: str) -> pa.Table:
-    """A written file as a table (local or gs://) of what the scan reads: a Parquet file's
-    string columns (not those the product itself fills, `SYSTEM_COLUMNS`: a third of the bytes
-    of a payments file), any other file as text, one row per line of a `text` column. A file
-    that starts like Parquet but does not read as Parquet raises: it cannot be checked."""
-    data = read_bytes(path)
-    if data.startswith(PARQUET_MAGIC):
-        schema = pq.read_schema(pa.BufferReader(data))
-        text = [f.name for f in schema if _is_text(f) and strength_of(f.name) is not None]
-        # Text as dictionaries, the way Parquet stores most of it: the scan then reads each
-        # distinct value once (a day's service names, statuses, sites), not once per row.
-        parquet = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text)
-        # In the caller's thread: the workers that call this are the parallelism, and the
-        # cost the benchmark reports is this thread's CPU time.
-        return parquet.read(columns=text, use_threads=False)
-    lines = data.decode("utf-8", "replace").splitlines()
-    return pa.table({TEXT_COLUMN: pa.array(lines, pa.string())})
-
-
-def _lineage_of(path: str) -> pa.Table | None:
-    """The lineage columns of a written Parquet file (None for another file): read only when
-    the scan found a leak, to say where its rows came from."""
-    data = read_bytes(path)
-    if not data.startswith(PARQUET_MAGIC):
-        return None
-    names = pq.read_schema(pa.BufferReader(data)).names
-    return pq.read_table(pa.BufferReader(data), columns=[n for n in names if n in _LINEAGE_COLUMNS])
-
-
-def _file_scan(path: str, table: pa.Table, leaks: list[Leak]) -> FileScan:
-    lineage = _lineage_of(path) if leaks else None
-    origins = {leak.row: origin_of(lineage, leak.row) for leak in leaks} if lineage else {}
-    return FileScan(path, table.num_rows, leaks, {r: o for r, o in origins.items() if o})
-
-
-def scan_file(path: str, name: str | None = None) -> FileScan:
-    """Read a written file back (`read_back`) and scan every string column (nothing written
-    goes unscanned). `name` is how leaks name the file (default: its path), e.g. the final
-    path of a staged file."""
-    table = read_back(path)
-    return _file_scan(path, table, scan_table(table, name or path))
-
-
-def scan_files(
-    files: Sequence[tuple[str, str]],
-    read: Callable[[str], pa.Table | None] = read_back,
-    threads: int = 8,
-    group: int = 64,
-) -> list[FileScan]:
-    """`scan_file(path, name)` for each (path, name), `group` files at a time: read by
-    `threads` threads (on GCS a read is mostly waiting), pre-filtered together. `read` may
-    return None for a file to skip (e.g. one already published by an earlier attempt)."""
-    scans: list[FileScan] = []
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for start in range(0, len(files), group):
-            batch = files[start : start + group]
-            paths = [path for path, _ in batch]
-            # One thread reads in the caller's own (local files: no waiting to overlap).
-            tables = list(map(read, paths) if threads == 1 else pool.map(read, paths))
-            kept = [(f, t) for f, t in zip(batch, tables, strict=True) if t is not None]
-            leaks = scan_tables([(table, name) for (_, name), table in kept])
-            scans.extend(
-                _file_scan(path, table, found)
-                for ((path, _), table), found in zip(kept, leaks, strict=True)
-            )
-    return scans
 
 
 def scan_texts(texts: Sequence[str], file: str, column: str) -> list[Leak]:

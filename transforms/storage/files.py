@@ -2,7 +2,7 @@
 
 Data files (Parquet, Arrow fragments) go through Beam's FileSystems, which streams them
 whatever the store. On gs:// the small objects of the commit protocol (manifests, stats,
-`_SUCCESS`), folder listings and deletes go through google-cloud-storage (`transforms.gcs`);
+`_SUCCESS`), folder listings and deletes go through google-cloud-storage (`transforms.storage.gcs`);
 locally everything stays on FileSystems. Kept in one module so the commit protocol (stage,
 then move into place) has one implementation, whatever the store.
 """
@@ -20,7 +20,7 @@ from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.layout import join
-from transforms import gcs
+from transforms.storage import gcs
 
 # Readers like few, large files with statistics; zstd is compact and fast to decode.
 COMPRESSION = "zstd"

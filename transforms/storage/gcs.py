@@ -2,7 +2,7 @@
 whole objects of the commit protocol (run manifests, stats, `_SUCCESS`), listing a folder,
 deleting objects and a run's staging folder.
 
-Data files stay on Beam's FileSystems (`transforms/storage.py`), which streams them. These are
+Data files stay on Beam's FileSystems (`transforms/storage/files.py`), which streams them. These are
 the calls where Beam's file abstraction is wrong or wasteful on GCS: a folder there is only a
 name prefix, so `FileSystems.exists` never finds one (a run's `_staging/<run_id>/` was never
 removed), and a two-line marker needs no resumable upload.

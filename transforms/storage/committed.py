@@ -25,7 +25,7 @@ import posixpath
 from collections.abc import Callable, Iterable
 
 from schemas import layout
-from transforms.storage import exists, list_tree, read_text
+from transforms.storage.files import exists, list_tree, read_text
 
 DATASETS = (layout.PAYMENTS, layout.REJECTED, layout.AGGREGATES)
 

@@ -50,8 +50,8 @@ from typing import Any, Protocol
 from google.api_core.exceptions import NotFound, PreconditionFailed
 
 from schemas import layout
-from transforms import gcs
-from transforms.storage import delete_tree, exists, read_text, write_text
+from transforms.storage import gcs
+from transforms.storage.files import delete_tree, exists, read_text, write_text
 
 log = logging.getLogger(__name__)
 

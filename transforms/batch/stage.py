@@ -29,12 +29,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 from schemas import layout
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.enums import RejectCode
-from transforms import stats as st
-from transforms.aggregate import merge_month, month_schema
-from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock, concat_blocks, decode_ipc
-from transforms.committed import current_aggregates, run_committed
-from transforms.dedup import (
+from transforms.core import stats as st
+from transforms.core.aggregate import merge_month, month_schema
+from transforms.core.blocks import rejected_table
+from transforms.core.columnar import ArrowBlock, concat_blocks, decode_ipc
+from transforms.dedup.table import (
     INDEX_COLUMNS,
     Deduplicated,
     conflict_rejections,
@@ -50,7 +49,9 @@ from transforms.dedup import (
     stored_elsewhere_losers,
 )
 from transforms.ingest import Outcome
-from transforms.partitions import (
+from transforms.storage.committed import current_aggregates, run_committed
+from transforms.storage.files import list_files, read_bytes, read_parquet, write_bytes
+from transforms.storage.partitions import (
     StagedFile,
     WriteSettings,
     scanned,
@@ -58,7 +59,6 @@ from transforms.partitions import (
     stored_days,
     write_partition,
 )
-from transforms.storage import list_files, read_bytes, read_parquet, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every sink re-windows into the global window with a repeated processing-time tri
 payment is written however late it is (no event-time window can discard it), and each pane
 becomes one staged file renamed into place under a unique name.
 
-Before a file is staged, its table is scanned with the privacy rule (`transforms.scanner`): a
+Before a file is staged, its table is scanned with the privacy rule (`transforms.core.scanner`): a
 file with a secret past the redaction is refused, never written (not even staged, and not
 kept aside anywhere: a quarantined copy would hold the secret), logged with its file, column
 and row, and counted as `privacy:refused_files` in the stats; the job goes on. Live aggregate
@@ -34,16 +34,29 @@ from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
 from schemas.enums import GateLevel, RejectCode
 from schemas.money import fils_to_decimal, format_bhd
 from schemas.timekeeping import to_utc_micros
-from transforms import lease
-from transforms import stats as st
-from transforms.aggregate import SUM_TYPE
-from transforms.blocks import rejected_table
-from transforms.columnar import ArrowBlock, concat_blocks
-from transforms.dedup import against_existing, conflict_rejections, split_by_partition
-from transforms.gates import CHANNELS, UNKNOWN_CHANNEL, GateResult, GateThresholds, evaluate_gates
-from transforms.partitions import accepted_stats, existing_rows
-from transforms.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
-from transforms.storage import delete, list_files, read_parquet, replace, write_parquet, write_text
+from transforms.core import stats as st
+from transforms.core.aggregate import SUM_TYPE
+from transforms.core.blocks import rejected_table
+from transforms.core.columnar import ArrowBlock, concat_blocks
+from transforms.core.gates import (
+    CHANNELS,
+    UNKNOWN_CHANNEL,
+    GateResult,
+    GateThresholds,
+    evaluate_gates,
+)
+from transforms.core.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
+from transforms.dedup.table import against_existing, conflict_rejections, split_by_partition
+from transforms.storage import lease
+from transforms.storage.files import (
+    delete,
+    list_files,
+    read_parquet,
+    replace,
+    write_parquet,
+    write_text,
+)
+from transforms.storage.partitions import accepted_stats, existing_rows
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +79,7 @@ def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | Non
     log.error(
         "privacy scan refused to publish %s: %d secret(s) past redaction: %s%s%s. Its %d row(s) "
         "were dropped, never written (not kept anywhere: a copy would hold the secret); the "
-        "job goes on. This is a defect of transforms/privacy.py: report it with the above.",
+        "job goes on. This is a defect of transforms/core/privacy.py: report it with the above.",
         what,
         len(leaks),
         shown,
@@ -81,7 +94,8 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
     privacy scan finds a secret in it (the caller counts the refusal).
 
     A payments file is moved into place only under the output root's writer lease
-    (`transforms.lease.pane_lease`: waited for as long as a batch run holds it, never dropped),
+    (`transforms.storage.lease.pane_lease`: waited for as long as a batch run holds it, never
+    dropped),
     after reading the partition's event ids again: the pane left out what other writers had
     committed when it read the partition, and if one committed some of its rows since, the
     pane is not published but raised, so that Beam retries it and the retry leaves them out.
@@ -340,7 +354,8 @@ LIVE_SCHEMA = pa.schema(
         pa.field("channel", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("payments", pa.int64(), nullable=False),
-        # A window's sum, like every aggregate: decimal(38,3), never wrapping (transforms.aggregate)
+        # A window's sum, like every aggregate: decimal(38,3), never wrapping
+        # (transforms.core.aggregate)
         pa.field("amount", SUM_TYPE, nullable=False),
         pa.field("pane_timing", pa.string(), nullable=False),
         pa.field("pane_index", pa.int64(), nullable=False),

@@ -18,13 +18,13 @@ import pyarrow as pa
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.enums import Channel, QualityWarning, RejectCode
 from schemas.records import SCHEMA_VERSION
-from transforms import stats as st
-from transforms.columnar import constant, decimal_from_fils
-from transforms.normalise import NormalisedPayment, Normaliser, payer_cpr
-from transforms.privacy import Strength, event_secrets, raw_text, redact_raw, redact_text
-from transforms.rawblock import RawBlock
-from transforms.scanner import screen_accepted
-from transforms.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
+from transforms.core import stats as st
+from transforms.core.columnar import constant, decimal_from_fils
+from transforms.core.normalise import NormalisedPayment, Normaliser, payer_cpr
+from transforms.core.privacy import Strength, event_secrets, raw_text, redact_raw, redact_text
+from transforms.core.rawblock import RawBlock
+from transforms.core.scanner import screen_accepted
+from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
 
 _TS = pa.timestamp("us", tz="UTC")
 

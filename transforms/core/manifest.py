@@ -1,9 +1,9 @@
 """The run manifest: what came in, what went where, and proof that the numbers add up.
 
-A compressed input quarantined as incomplete (transforms.read) is listed under
+A compressed input quarantined as incomplete (transforms.batch.read) is listed under
 `incomplete_inputs` and counted nowhere else: none of its lines is read, so read = accepted +
 rejected + duplicates still holds for everything that was read. `quality_gates` holds the
-result of each channel's gate (transforms.gates), `quality_gate` the worst of them.
+result of each channel's gate (transforms.core.gates), `quality_gate` the worst of them.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 from schemas.enums import Channel
 from schemas.money import format_bhd
 from schemas.records import SCHEMA_VERSION
-from transforms import stats as st
-from transforms.gates import GateThresholds, evaluate_gates, worst_level
-from transforms.read import FAULT_REASONS
+from transforms.core import stats as st
+from transforms.core.gates import GateThresholds, evaluate_gates, worst_level
+from transforms.core.stats import FAULT_REASONS
 
 CHANNELS = [c.value for c in Channel]
 

@@ -1,0 +1,1 @@
+"""Beam composites of the batch pipeline only: read, stage, commit."""
