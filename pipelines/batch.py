@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from apache_beam.options.pipeline_options import (
 from pipelines import cli
 from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
+from schemas.run import new_run_id
 from schemas.timekeeping import to_utc_micros
 from transforms.batch.commit import CommitRun, refusal
 from transforms.batch.read import ReadRawBlocks
@@ -90,10 +90,6 @@ def input_key(files: Sequence[tuple[str, int]], fingerprints: Sequence[str]) -> 
     file copied again unchanged is the same input."""
     lines = (f"{p}\t{s}\t{f}" for (p, s), f in zip(files, fingerprints, strict=True))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-
-
-def new_run_id(now: datetime) -> str:
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 def build(

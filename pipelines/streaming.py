@@ -21,9 +21,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import cli
-from pipelines.batch import new_run_id
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
 from pipelines.options import IngestOptions, pseudonym_key_source
+from schemas.run import new_run_id
 from schemas.timekeeping import to_utc_micros
 from transforms.batch.read import UTF8_BOM
 from transforms.core.rawblock import RawBlock

@@ -10,6 +10,8 @@ import re
 import uuid
 from datetime import date
 
+from schemas.run import RUN_ID_PATTERN
+
 PAYMENTS = "payments"
 REJECTED = "rejected"
 AGGREGATES = "aggregates"
@@ -54,7 +56,7 @@ def aggregate_dir(root: str, kind: str, month: str) -> str:
 # Before versions, a month had one file of this name; it is read as version 0.
 UNVERSIONED_AGGREGATE = "aggregate.parquet"
 _AGGREGATE_VERSION = re.compile(
-    r"aggregate-v(?P<version>\d{6})-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)\.parquet$"
+    rf"aggregate-v(?P<version>\d{{6}})-(?P<run>{RUN_ID_PATTERN})\.parquet$"
 )
 
 
@@ -94,7 +96,7 @@ def input_key_of(file_name: str) -> str | None:
     return match.group("key") if match else None
 
 
-_PANE_PART = re.compile(r"part-(?P<run>\d{8}T\d{6}Z-[0-9a-f]+)-[0-9a-f]{12}\.parquet$")
+_PANE_PART = re.compile(rf"part-(?P<run>{RUN_ID_PATTERN})-[0-9a-f]{{12}}\.parquet$")
 
 
 def pane_part_name(run_id: str) -> str:

@@ -57,7 +57,7 @@ def batch_job_name(day: date) -> str:
 
 def run_id_floor(instant: datetime) -> str:
     """A string sorting at or before the run id of every batch run started at or after
-    `instant` (run ids begin with their UTC start time, pipelines/batch.py new_run_id)."""
+    `instant` (run ids begin with their UTC start time, schemas/run.py new_run_id)."""
     return instant.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 

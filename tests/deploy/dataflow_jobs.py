@@ -22,6 +22,7 @@ from apache_beam.runners.dataflow.internal import apiclient
 from pipelines import batch, streaming
 from pipelines.cli import InputFile
 from pipelines.options import KEY_ENV, BatchOptions, IngestOptions, pseudonym_key_source
+from schemas.run import new_run_id
 from tests.samples import TEST_KEY
 from transforms.core.manifest import RunInfo
 from transforms.storage.keys import PseudonymKey
@@ -74,7 +75,7 @@ def build_batch_job(extra: Sequence[str] = (), key: PseudonymKey | bytes | None 
     ]
     now = datetime(2017, 6, 30, 23, 0, tzinfo=timezone.utc)
     info = RunInfo(
-        run_id=batch.new_run_id(now),
+        run_id=new_run_id(now),
         input_key=batch.input_key(files, ["crc32c:AAAAAA=="] * len(files)),
         pipeline="batch",
         output_root=LAKE,

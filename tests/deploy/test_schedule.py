@@ -24,7 +24,7 @@ from deploy.schedule.payments_schedule import (
     run_alarms,
     run_id_floor,
 )
-from pipelines.batch import new_run_id
+from schemas.run import new_run_id
 from schemas.timekeeping import bahrain_day, to_utc_micros
 
 SCHEDULE = Path(__file__).parents[2] / "deploy" / "schedule"

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.batch import new_run_id
 from schemas.catalogue import load_catalogue
+from schemas.run import new_run_id
 from tests.samples import PORTAL_EVENT, TEST_KEY
 from transforms.core import stats as st
 from transforms.core.blocks import RunContext, process_block

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from apache_beam.options.pipeline_options import PipelineOptions
+from typing import Any, Protocol
 
 from schemas.enums import Channel, GateLevel
 
@@ -30,6 +28,12 @@ DEFAULT_MIN_EVENTS = 100
 _LEVELS = list(GateLevel)
 
 
+class PipelineOptionsLike(Protocol):
+    """What the gates read of Beam's PipelineOptions (the core does not import Beam)."""
+
+    def get_all_options(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class GateThresholds:
     """Rejected shares above `warn_ratio` warn, above `error_ratio` fail; channels with fewer
@@ -40,7 +44,7 @@ class GateThresholds:
     min_events: int = DEFAULT_MIN_EVENTS
 
     @classmethod
-    def from_options(cls, options: PipelineOptions) -> GateThresholds:
+    def from_options(cls, options: PipelineOptionsLike) -> GateThresholds:
         """The --gate_* options a pipeline was started with (pipelines/options.py), each one
         left out taking its default."""
         given = options.get_all_options()
