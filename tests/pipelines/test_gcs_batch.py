@@ -272,7 +272,8 @@ def test_a_rerun_completes_a_night_whose_gcs_run_was_killed_before_committing(
 ) -> None:
     out, next_night = _commit_first_night(emulator, root, tmp_path)
     before = payments(emulator, out).num_rows
-    killed_batch(next_night, out, KILLED_AS_COMMIT_BEGINS)
+    killed = killed_batch(next_night, out, KILLED_AS_COMMIT_BEGINS)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # it was killed
 
     manifest = run_gcs_batch(next_night, out)
 
