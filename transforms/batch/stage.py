@@ -179,7 +179,7 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         accepted = written.stats.get(st.accepted_key(channel), 0)
         beam.metrics.Metrics.counter("write", "accepted").inc(accepted)
         beam.metrics.Metrics.counter("dedup", "duplicates").inc(
-            sum(v for k, v in result.stats.items() if k.startswith("duplicates:"))
+            st.total_of(result.stats, st.DUPLICATES)
         )
         beam.metrics.Metrics.counter("dedup", "conflicts").inc(result.conflicts.num_rows)
         yield pvalue.TaggedOutput(Outcome.STATS.value, {**written.stats, **result.stats})

@@ -37,9 +37,8 @@ class RunInfo:
 def _channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, Any]:
     counts = st.channel_counts(stats, channel)
     amounts = {
-        key.split(":")[2]: format_bhd(value)
-        for key, value in stats.items()
-        if key.startswith(f"accepted_fils:{channel}:")
+        status: format_bhd(fils)
+        for status, fils in st.accepted_fils_by_status(stats, channel).items()
     }
     return {
         **counts,

@@ -16,29 +16,43 @@ UNKNOWN_CHANNEL = "unknown"
 Stats = Counter[str]
 
 
+# A key is `<kind>:<field>:<field>…`; this module is the only one that builds or reads one.
+READ = "read"
+ACCEPTED = "accepted"
+ACCEPTED_FILS = "accepted_fils"
+REJECTED = "rejected"
+DUPLICATES = "duplicates"
+WARNING = "warning"
+
+
+def kind_of(key: str) -> str:
+    """The kind of count a key holds (read, accepted, rejected, duplicates, …)."""
+    return key.split(":", 1)[0]
+
+
 def read_key(channel: str) -> str:
-    return f"read:{channel}"
+    return f"{READ}:{channel}"
 
 
 def accepted_key(channel: str) -> str:
-    return f"accepted:{channel}"
+    return f"{ACCEPTED}:{channel}"
 
 
 def accepted_fils_key(channel: str, status: str) -> str:
-    return f"accepted_fils:{channel}:{status}"
+    return f"{ACCEPTED_FILS}:{channel}:{status}"
 
 
 def rejected_key(channel: str, code: str) -> str:
-    return f"rejected:{channel}:{code}"
+    return f"{REJECTED}:{channel}:{code}"
 
 
 def duplicate_key(channel: str, kind: str) -> str:
     """kind: `in_input` (redelivered within this run) or `in_output` (already written before)."""
-    return f"duplicates:{channel}:{kind}"
+    return f"{DUPLICATES}:{channel}:{kind}"
 
 
 def warning_key(channel: str, warning: str) -> str:
-    return f"warning:{channel}:{warning}"
+    return f"{WARNING}:{channel}:{warning}"
 
 
 def privacy_refused_key(what: str) -> str:
@@ -84,11 +98,27 @@ BLANK_LINES = "blank_lines_skipped"
 def channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, int]:
     """A channel's read, accepted, rejected and duplicates counts."""
     return {
-        "read": stats.get(read_key(channel), 0),
-        "accepted": stats.get(accepted_key(channel), 0),
-        "rejected": sum(v for k, v in stats.items() if k.startswith(f"rejected:{channel}:")),
-        "duplicates": sum(v for k, v in stats.items() if k.startswith(f"duplicates:{channel}:")),
+        READ: stats.get(read_key(channel), 0),
+        ACCEPTED: stats.get(accepted_key(channel), 0),
+        REJECTED: sum_by(stats, REJECTED, 1).get(channel, 0),
+        DUPLICATES: sum_by(stats, DUPLICATES, 1).get(channel, 0),
     }
+
+
+def accepted_fils_by_status(stats: Mapping[str, int], channel: str) -> dict[str, int]:
+    """A channel's accepted amounts in fils, by payment status."""
+    prefix = f"{ACCEPTED_FILS}:{channel}:"
+    return {k.removeprefix(prefix): v for k, v in sorted(stats.items()) if k.startswith(prefix)}
+
+
+def total_of(stats: Mapping[str, int], kind: str) -> int:
+    """All counts of one kind (e.g. every duplicate, whatever its channel and kind)."""
+    return sum(v for k, v in stats.items() if kind_of(k) == kind)
+
+
+def without(stats: Mapping[str, int], kind: str) -> dict[str, int]:
+    """The stats less every count of one kind."""
+    return {k: v for k, v in stats.items() if kind_of(k) != kind}
 
 
 def incomplete_inputs(stats: Mapping[str, int]) -> list[tuple[str, str, int]]:
@@ -115,7 +145,7 @@ def totals_by_kind(stats: Mapping[str, int]) -> dict[str, int]:
     duplicates, …): what an operator checks adds up."""
     out: Stats = Counter()
     for key, value in stats.items():
-        out[key.split(":", 1)[0]] += value
+        out[kind_of(key)] += value
     return dict(out)
 
 

@@ -242,7 +242,7 @@ def rejected_stats(table: pa.Table) -> dict[str, int]:
 
 def without_rejected(stats: dict[str, int]) -> dict[str, int]:
     """Stats less their rejected counts: in streaming those come from the rejected writer."""
-    return {k: v for k, v in stats.items() if not k.startswith("rejected:")}
+    return st.without(stats, st.REJECTED)
 
 
 class WriteStreamingRejected(_OneFilePerPane):
