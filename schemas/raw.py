@@ -8,6 +8,7 @@ become integer fils and instants UTC microseconds here, so nothing downstream re
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -161,6 +162,28 @@ class KioskEvent(_Raw):
 
 
 RawModel = PortalEvent | MobileAppEvent | KioskEvent
+
+# The fields that identify an event within its channel: its event_id is the channel and these,
+# joined by colons (`portal:<txn_id>`, `mobile_app:<event_id>`, `kiosk:<kiosk_id>:<seq>`).
+EVENT_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "portal": ("txn_id",),
+    "mobile_app": ("event_id",),
+    "kiosk": ("kiosk_id", "seq"),
+}
+
+
+def event_id(channel: str, parts: Iterable[object]) -> str:
+    """The event_id of the event of `channel` whose EVENT_ID_FIELDS hold `parts`."""
+    return ":".join([channel, *(str(part) for part in parts)])
+
+
+def event_id_of(event: RawModel) -> str:
+    """The event_id of a validated event."""
+    return event_id(
+        event.channel, [getattr(event, name) for name in EVENT_ID_FIELDS[event.channel]]
+    )
+
+
 RawEvent = Annotated[RawModel, Field(discriminator="channel")]
 RAW_EVENT: TypeAdapter[RawModel] = TypeAdapter(RawEvent)
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.enums import Channel, QualityWarning, RejectCode
+from schemas.raw import EVENT_ID_FIELDS, event_id
 from schemas.records import SCHEMA_VERSION
 from transforms.core import stats as st
 from transforms.core.columnar import constant, decimal_from_fils
@@ -50,11 +51,6 @@ class BlockResult:
     privacy_seconds: float = 0.0
 
 
-_CLAIMED_ID_PARTS = {
-    "portal": ("txn_id",),
-    "mobile_app": ("event_id",),
-    "kiosk": ("kiosk_id", "seq"),
-}
 _MAX_CLAIMED_CHARS = 200
 
 
@@ -69,11 +65,11 @@ def claimed_identity(payload: bytes) -> tuple[str | None, str | None]:
     channel = parsed.get("channel")
     if not isinstance(channel, str):
         return None, None
-    parts = [parsed.get(name) for name in _CLAIMED_ID_PARTS.get(channel, ())]
-    event_id = None
+    parts = [parsed.get(name) for name in EVENT_ID_FIELDS.get(channel, ())]
+    claimed = None
     if parts and all(isinstance(p, str | int) and not isinstance(p, bool) for p in parts):
-        event_id = ":".join([channel, *(str(p) for p in parts)])[:_MAX_CLAIMED_CHARS]
-    return channel[:_MAX_CLAIMED_CHARS], event_id
+        claimed = event_id(channel, parts)[:_MAX_CLAIMED_CHARS]
+    return channel[:_MAX_CLAIMED_CHARS], claimed
 
 
 def _accepted_table(

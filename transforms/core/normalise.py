@@ -8,7 +8,7 @@ from typing import NamedTuple
 from schemas.catalogue import Catalogue
 from schemas.enums import Channel, PaymentMethod, PaymentStatus
 from schemas.money import CURRENCY, fils_to_decimal
-from schemas.raw import MobileAppEvent, PortalEvent, RawModel
+from schemas.raw import MobileAppEvent, PortalEvent, RawModel, event_id_of
 from schemas.records import SCHEMA_VERSION, PaymentRecord
 from schemas.timekeeping import EPOCH_DATE, from_utc_micros, to_utc_micros
 from transforms.core.privacy import Pseudonymiser, card_last4
@@ -89,7 +89,7 @@ class Normaliser:
     def __call__(self, event: RawModel) -> NormalisedPayment:
         if isinstance(event, PortalEvent):
             return self._build(
-                f"portal:{event.txn_id}",
+                event_id_of(event),
                 _PORTAL,
                 event.service["code"].upper(),
                 event.amount_fils,
@@ -101,7 +101,7 @@ class Normaliser:
         if isinstance(event, MobileAppEvent):
             app, payment = event.app, event.payment
             return self._build(
-                f"mobile_app:{event.event_id}",
+                event_id_of(event),
                 _MOBILE_APP,
                 event.service_code.upper(),
                 payment["amount"],
@@ -112,7 +112,7 @@ class Normaliser:
                 extras=(None, None, app["id"], app["version"], app["os"]),
             )
         return self._build(
-            f"kiosk:{event.kiosk_id}:{event.seq}",
+            event_id_of(event),
             _KIOSK,
             event.service.upper(),
             event.amount,
