@@ -34,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from results_table import add_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 WORK = BENCH / "work"
@@ -89,6 +91,7 @@ COLUMNS = (
     "DuckDB ev/s", "DuckDB RSS MB", "ratio", "commit", "notes",
 )  # fmt: skip
 TABLE_HEAD = "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|\n"
+BATCH_HEADER = "| date (UTC) | machine |"
 
 
 @dataclass(frozen=True)
@@ -559,13 +562,12 @@ def table(results: list[Result]) -> str:
 
 
 def record(results: list[Result], extra_note: str, commit_at_start: str) -> None:
-    """Append one row per input to RESULTS.md (created with its header if missing).
+    """Add one row per input to the batch table of RESULTS.md (created if missing).
 
     The commit cell is `start->end` when HEAD or the tree changed while the benchmark ran.
     """
     if not RESULTS.exists():
         RESULTS.write_text(RESULTS_HEADER + "\n" + TABLE_HEAD, encoding="utf-8")
-    text = RESULTS.read_text(encoding="utf-8")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     where, commit = machine(), git_commit()
     if commit != commit_at_start:
@@ -576,11 +578,8 @@ def record(results: list[Result], extra_note: str, commit_at_start: str) -> None
         f"| {r.ratio:.2f} | {commit} | {notes(r, extra_note)} |"
         for r in results
     ]
-    with open(RESULTS, "a", encoding="utf-8") as handle:
-        if text and not text.endswith("\n"):
-            handle.write("\n")
-        handle.write("\n".join(rows) + "\n")
-    print(f"\nappended {len(rows)} row(s) to {RESULTS.relative_to(ROOT)}")
+    add_rows(RESULTS, BATCH_HEADER, rows)
+    print(f"\nadded {len(rows)} row(s) to the batch table of {RESULTS.relative_to(ROOT)}")
 
 
 # --------------------------------------------------------------------------- CLI

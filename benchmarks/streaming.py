@@ -37,6 +37,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from results_table import add_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work" / "streaming"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -381,8 +383,7 @@ def record(summary: dict[str, Any], note: str) -> None:
         f"balanced: {summary['balanced']}; {summary['duration_s']} s; dedup horizon "
         f"{summary['dedup_horizon_seconds']:,} s; {note} |\n"
     )
-    with RESULTS.open("a") as results:
-        results.write(row)
+    add_rows(RESULTS, "| date (UTC) | mode |", [row])
 
 
 if __name__ == "__main__":
