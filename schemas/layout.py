@@ -46,6 +46,17 @@ def payments_dir(root: str, channel: str, event_date: date) -> str:
     return join(root, PAYMENTS, partition_path(channel, event_date))
 
 
+def channel_dir(root: str, channel: str) -> str:
+    """The payments folder of every day of a channel."""
+    return join(root, PAYMENTS, f"channel={channel}")
+
+
+def event_date_of(path: str) -> date:
+    """The Bahrain day of a payments file, from its partition folder (`partition_path`)."""
+    folder = path.rstrip("/").rsplit("/", 2)[-2]
+    return date.fromisoformat(folder.removeprefix("event_date="))
+
+
 def aggregate_dir(root: str, kind: str, month: str) -> str:
     """The folder of a kind's aggregates for a month ("YYYY-MM")."""
     if kind not in AGGREGATE_KINDS:

@@ -142,3 +142,10 @@ def test_pane_file_names_are_unique() -> None:
 
 def test_a_batch_file_names_no_streaming_run() -> None:
     assert layout.run_of_pane_part(layout.part_name("0123abcd", 0)) is None
+
+
+@pytest.mark.parametrize("root", ["/out", "gs://bucket/prefix"])
+def test_a_payments_files_day_is_read_back_from_its_partition(root: str) -> None:
+    path = layout.join(layout.payments_dir(root, "kiosk", DAY), layout.part_name("0123abcd", 0))
+    assert path.startswith(layout.channel_dir(root, "kiosk") + "/")
+    assert layout.event_date_of(path) == DAY

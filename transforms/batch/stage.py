@@ -97,8 +97,7 @@ def _losers_by_partition(
     del pairs
     moved = moved_event_ids(days)
     ids = pc.unique(days["event_id"].combine_chunks())
-    own = settings.input_key
-    stored = stored_days(settings.root, channel, ids, lambda n: layout.input_key_of(n) == own)
+    stored = stored_days(settings.root, channel, ids, settings.is_own)
     del days, ids
     wanted = pc.unique(pa.chunked_array([moved, stored["event_id"]], pa.string()).combine_chunks())
     if len(wanted) == 0:
@@ -256,10 +255,9 @@ def stage_month(
     partitions replaced, the others kept (`schemas.layout.aggregate_path`)."""
     (kind, month), blocks = element
     versions = list_files(layout.aggregate_dir(settings.root, kind, month))
-    current = current_aggregates(versions, lambda run: run_committed(settings.root, run))
-    existing = month_schema(kind).empty_table()
-    for path in current.values():  # the month's one folder
-        existing = read_parquet(path)
+    newest = current_aggregates(versions, lambda run: run_committed(settings.root, run))
+    current = next(iter(newest.values()), None)  # the listing is of the month's one folder
+    existing = read_parquet(current) if current else month_schema(kind).empty_table()
     merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
     if current and merged.equals(existing):
         return  # nothing changed (the same input run again): no new version

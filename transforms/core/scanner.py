@@ -183,22 +183,25 @@ def cpr_in_identifiers(
 _CPR_DIGITS = 9
 
 
-def _ascii_digits_of(values: pa.Array, keep_all: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(the ASCII digits of every value, concatenated; each value's offsets into them), read
-    straight from the string array's buffers: a few vectorised passes over its bytes.
-    `keep_all`: every byte, not only digits."""
+def _utf8_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(the UTF-8 bytes of every value, concatenated; each value's offsets into them), read
+    straight from the string array's buffers, without a copy."""
     values = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
     _, offsets_buffer, data_buffer = values.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int32, len(values) + 1, values.offset * 4)
     data = (
         np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
     )
-    text = data[offsets[0] : offsets[-1]]
-    if keep_all:
-        return text, offsets - offsets[0]
+    return data[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
+def _ascii_digits_of(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(the ASCII digits of every value, concatenated; each value's offsets into them): a few
+    vectorised passes over the values' bytes."""
+    text, offsets = _utf8_of(values)
     is_digit = (text >= 0x30) & (text <= 0x39)
     before = np.concatenate(([0], np.cumsum(is_digit)))
-    return text[is_digit], before[offsets - offsets[0]]
+    return text[is_digit], before[offsets]
 
 
 def cprs_in_identifiers(table: pa.Table, cprs: Sequence[str | None]) -> dict[int, str]:
@@ -217,7 +220,7 @@ def cprs_in_identifiers(table: pa.Table, cprs: Sequence[str | None]) -> dict[int
     has_cpr = regular.to_numpy(zero_copy_only=False)
     # Every row nine bytes (a placeholder where there is no CPR): one n x 9 matrix.
     padded = pc.if_else(regular, given, "-" * _CPR_DIGITS)
-    cpr_bytes, _ = _ascii_digits_of(padded, keep_all=True)
+    cpr_bytes, _ = _utf8_of(padded)
     cpr_matrix = cpr_bytes.reshape(n, _CPR_DIGITS)
     odd = np.flatnonzero(pc.is_valid(given).to_numpy(zero_copy_only=False) & ~has_cpr).tolist()
     for name in _IDENTIFIERS:

@@ -39,6 +39,11 @@ class WriteSettings:
     input_key: str
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE
 
+    def is_own(self, file_name: str) -> bool:
+        """Whether a data file is this input's own (an earlier run of it wrote it, and this
+        run overwrites it), so no writer counts its rows as already written."""
+        return layout.input_key_of(file_name) == self.input_key
+
 
 @dataclass(frozen=True)
 class StagedFile:
@@ -63,18 +68,18 @@ def stored_days(
     from every partition's files but those `is_own` claims (given a file name): the index of
     every event_id already written, read one file's event_id column at a time, so that memory
     holds `ids` and one file, never the whole history (measured in the notes of issue #9)."""
-    channel_dir = layout.join(root, layout.PAYMENTS, f"channel={channel}")
-    paths = [p for p in list_tree(channel_dir) if not is_own(posixpath.basename(p))]
-    wanted = ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+    paths = [
+        p for p in list_tree(layout.channel_dir(root, channel)) if not is_own(posixpath.basename(p))
+    ]
 
     def matches(path: str) -> pa.Table | None:
         stored = read_parquet(path, ["event_id"])["event_id"]
-        hit = pc.is_in(stored, value_set=wanted)
+        hit = pc.is_in(stored, value_set=ids)
         if not pc.any(hit).as_py():
             return None
-        day = date.fromisoformat(posixpath.basename(posixpath.dirname(path)).split("=", 1)[1])
         found = stored.filter(hit).combine_chunks()
-        return pa.table({"event_id": found, "event_date": pa.array([day] * len(found))})
+        days = pa.array([layout.event_date_of(path)] * len(found), pa.date32())
+        return pa.table({"event_id": found, "event_date": days})
 
     empty = pa.schema([("event_id", pa.string()), ("event_date", pa.date32())]).empty_table()
     with ThreadPoolExecutor(max_workers=threads) as pool:  # on GCS a read is mostly waiting
@@ -130,9 +135,7 @@ def write_partition(
 ) -> PartitionWrite:
     """Stage a partition's new rows and its recomputed aggregates; count what was accepted."""
     directory = layout.payments_dir(settings.root, channel, event_date)
-    existing, own = existing_rows(
-        directory, lambda name: layout.input_key_of(name) == settings.input_key
-    )
+    existing, own = existing_rows(directory, settings.is_own)
     result = against_existing(rows, existing)
     out = PartitionWrite(result)
     new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
