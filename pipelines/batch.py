@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -31,15 +31,15 @@ from apache_beam.options.pipeline_options import (
 from pipelines import cli
 from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
 from schemas import layout
-from schemas.run import new_run_id
-from schemas.timekeeping import to_utc_micros
+from schemas.run import BATCH, Run
 from transforms.batch.commit import CommitRun, refusal
 from transforms.batch.read import ReadRawBlocks
 from transforms.batch.stage import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.core.gates import GateThresholds
-from transforms.core.manifest import RunInfo, summary_table
+from transforms.core.manifest import summary_table
+from transforms.core.outputs import Output
 from transforms.core.scanner import Leak, SecretInOutput, leaks_in_text
-from transforms.ingest import IngestEvents, MergeStats, Outcome
+from transforms.ingest import IngestEvents, MergeStats
 from transforms.storage import lease
 from transforms.storage.files import fingerprint, read_text
 from transforms.storage.keys import PseudonymKey
@@ -93,38 +93,61 @@ def input_key(files: Sequence[tuple[str, int]], fingerprints: Sequence[str]) -> 
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
-def build(
-    pipeline: beam.Pipeline,
-    info: RunInfo,
-    options: BatchOptions,
-    max_event_bytes: int,
-    pseudonym_key: PseudonymKey | bytes,
-    ingested_micros: int,
-) -> beam.PCollection:
+@dataclass(frozen=True)
+class BatchPlan:
+    """Everything a batch run is built from, decided before any work starts: the run (its id,
+    output, inputs and the key that names its files), the pipeline options, the key source and
+    the quality gates. `run` makes one from a command line; the Dataflow dry-run tests make
+    one by hand (their inputs are not there to list) and build the same graph from it."""
+
+    run: Run
+    options: PipelineOptions
+    pseudonym_key: PseudonymKey | bytes
+    gates: GateThresholds
+    # Seconds taken to list and fingerprint the inputs (logged with the lease's).
+    checks_seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def batch(self) -> BatchOptions:
+        options: BatchOptions = self.options.view_as(BatchOptions)
+        return options
+
+    @property
+    def ingest(self) -> IngestOptions:
+        options: IngestOptions = self.options.view_as(IngestOptions)
+        return options
+
+
+def build(pipeline: beam.Pipeline, plan: BatchPlan) -> beam.PCollection:
     """Wire the batch graph; returns the PCollection holding the run manifest."""
-    settings = WriteSettings(info.output_root, info.run_id, info.input_key)
+    run, batch = plan.run, plan.batch
+    settings = WriteSettings(run)
     read = pipeline | "ReadInput" >> ReadRawBlocks(
-        info.inputs, options.range_bytes, options.block_events
+        list(run.inputs), batch.range_bytes, batch.block_events
     )
     ingested = read.blocks | "Ingest" >> IngestEvents(
-        pseudonym_key, info.run_id, ingested_micros, max_event_bytes
+        plan.pseudonym_key, run, plan.ingest.max_event_bytes
     )
-    staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(
-        settings, ingested_micros
-    )
+    staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(settings)
     rejected_files = (
-        (ingested.rejected, staged[Outcome.REJECTED.value])
+        (ingested.rejected, staged[Output.REJECTED.value])
         | "AllRejected" >> beam.Flatten()
         | "StageRejected" >> StageRejected(settings)
     )
-    aggregate_files = staged["aggregates"] | "StageAggregates" >> StageAggregates(settings)
-    all_staged = (staged["staged"], rejected_files, aggregate_files) | "AllStaged" >> beam.Flatten()
+    aggregate_files = staged[Output.AGGREGATES.value] | "StageAggregates" >> StageAggregates(
+        settings
+    )
+    all_staged = (
+        staged[Output.STAGED.value],
+        rejected_files,
+        aggregate_files,
+    ) | "AllStaged" >> beam.Flatten()
     stats = (
-        (read.stats, ingested.stats, staged[Outcome.STATS.value])
+        (read.stats, ingested.stats, staged[Output.STATS.value])
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> MergeStats()
     )
-    return stats | "Commit" >> CommitRun(info, all_staged, staged["stale"])
+    return stats | "Commit" >> CommitRun(run, all_staged, staged[Output.STALE.value], plan.gates)
 
 
 def _parser() -> cli.Parser:
@@ -150,9 +173,9 @@ def _parser() -> cli.Parser:
     return parser
 
 
-def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the batch pipeline to completion; returns the run manifest."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def plan(argv: Sequence[str]) -> BatchPlan:
+    """Check the command line, list and fingerprint the inputs, and name the run; nothing is
+    written yet. Refuses a bad command line (exit 2) and inputs that are not there."""
     parser = _parser()
     known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "input", "output")
@@ -165,31 +188,28 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             direct.direct_num_workers = min(DEFAULT_LOCAL_WORKERS, os.cpu_count() or 1)
         if direct.direct_num_workers > 1 and "--direct_running_mode" not in " ".join(argv):
             direct.direct_running_mode = "multi_processing"
-    batch = options.view_as(BatchOptions)
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
-
     checking = time.monotonic()
-    files = match_inputs(batch.input)
+    files = match_inputs(options.view_as(BatchOptions).input)
     with ThreadPoolExecutor(max_workers=4) as pool:  # zlib and GCS reads release the GIL
         fingerprints = list(pool.map(fingerprint, [f.path for f in files]))
-    checks_seconds = time.monotonic() - checking
-    now = datetime.now(timezone.utc)
-    info = RunInfo(
-        run_id=new_run_id(now),
-        input_key=input_key(files, fingerprints),
-        pipeline="batch",
-        output_root=common.output.rstrip("/"),
-        started_at=now.isoformat(timespec="seconds"),
-        inputs=list(files),
-        gates=GateThresholds.from_options(options),
+    run = Run.start(BATCH, common.output, input_key(files, fingerprints), files)
+    return BatchPlan(
+        run, options, key, GateThresholds.from_options(options), time.monotonic() - checking
     )
-    total = sum(f.size for f in files)
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the batch pipeline to completion; returns the run manifest."""
+    planned = plan(list(sys.argv[1:] if argv is None else argv))
+    info, options, batch = planned.run, planned.options, planned.batch
+    total = sum(size for _, size in info.inputs)
     log.info(
         "run %s: %d input files (%.1f MB) -> %s",
         info.run_id,
-        len(files),
+        len(info.inputs),
         total / 1e6,
         info.output_root,
     )
@@ -210,13 +230,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # What the run's safety checks cost before any work (the benchmark reads this line).
     log.info(
         "checks before the run: inputs listed and fingerprinted in %.3f s, writer lease in %.3f s",
-        checks_seconds,
+        planned.checks_seconds,
         time.monotonic() - leasing,
     )
     started = time.monotonic()
     try:
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, info, batch, common.max_event_bytes, key, to_utc_micros(now))
+        build(pipeline, planned)
         try:
             pipeline.run().wait_until_finish()
         except Exception as error:
@@ -247,7 +267,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return manifest
 
 
-def refusal_of(info: RunInfo, error: BaseException) -> SecretInOutput | None:
+def refusal_of(info: Run, error: BaseException) -> SecretInOutput | None:
     """The privacy refusal behind a failed run, however the runner wrapped it: the commit
     step's record of it first (`runs/<run_id>/_REFUSED.json`), else a SecretInOutput in the
     exception chain (the in-process runner), else its text in the message (worker processes

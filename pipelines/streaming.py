@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -23,9 +23,9 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines import cli
 from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
 from pipelines.options import IngestOptions, pseudonym_key_source
-from schemas.run import new_run_id
-from schemas.timekeeping import to_utc_micros
+from schemas.run import STREAMING, Run
 from transforms.batch.read import UTF8_BOM
+from transforms.core.outputs import Output
 from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
 from transforms.storage.keys import PseudonymKey
@@ -121,16 +121,30 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
         )
 
 
-def build(
-    pipeline: beam.Pipeline,
-    options: StreamingOptions,
-    common: IngestOptions,
-    key: PseudonymKey | bytes,
-    run_id: str,
-) -> None:
+@dataclass(frozen=True)
+class StreamingPlan:
+    """Everything a streaming run is built from: the run, the pipeline options and the key
+    source (`plan` makes one from a command line)."""
+
+    run: Run
+    options: PipelineOptions
+    pseudonym_key: PseudonymKey | bytes
+
+    @property
+    def streaming(self) -> StreamingOptions:
+        options: StreamingOptions = self.options.view_as(StreamingOptions)
+        return options
+
+    @property
+    def ingest(self) -> IngestOptions:
+        options: IngestOptions = self.options.view_as(IngestOptions)
+        return options
+
+
+def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
     """Wire the streaming graph around the shared core transform. Rows travel as Arrow blocks
     of a whole pull from end to end: no step handles one payment at a time."""
-    root = common.output.rstrip("/")
+    run, options = plan.run, plan.streaming
     subscription = options.input_subscription
     cadence = options.write_every_seconds
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
@@ -152,40 +166,40 @@ def build(
         )
     )
     ingested = blocks | "Ingest" >> IngestEvents(
-        key, run_id, to_utc_micros(datetime.now(timezone.utc)), common.max_event_bytes
+        plan.pseudonym_key, run, plan.ingest.max_event_bytes
     )
     deduped = (
         ingested.accepted
         | "DropPartitionKey" >> beam.Values()
         | "Deduplicate"
-        >> DeduplicateBlocks(run_id, options.dedup_horizon_seconds, options.dedup_buckets)
+        >> DeduplicateBlocks(run, options.dedup_horizon_seconds, options.dedup_buckets)
     )
-    first = deduped["first"]
-    written = first | "WritePayments" >> WriteStreamingPayments(root, run_id, cadence)
+    first = deduped[Output.FIRST.value]
+    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence)
     # What the writers emit after a processing-time pane goes back to the plain global window,
     # so every input of a Flatten has the same windowing (Dataflow insists on it).
     plain = beam.WindowInto(GlobalWindows())
     rejected = (
         (
             ingested.rejected,
-            deduped["rejected"],
-            written["rejected"] | "PaymentConflictsUnpaned" >> plain,
+            deduped[Output.REJECTED.value],
+            written[Output.REJECTED.value] | "PaymentConflictsUnpaned" >> plain,
         )
         | "AllRejected" >> beam.Flatten()
-        | "WriteRejected" >> WriteStreamingRejected(root, run_id, cadence)
+        | "WriteRejected" >> WriteStreamingRejected(run, cadence)
     )
     # Rejections are counted where they are written (see WriteStreamingRejected).
     (
         (
             ingested.stats | "IngestStatsLessRejected" >> beam.Map(without_rejected),
-            deduped["stats"] | "DedupStatsLessRejected" >> beam.Map(without_rejected),
-            written["stats"]
+            deduped[Output.STATS.value] | "DedupStatsLessRejected" >> beam.Map(without_rejected),
+            written[Output.STATS.value]
             | "WriteStatsLessRejected" >> beam.Map(without_rejected)
             | "PaymentStatsUnpaned" >> plain,
-            rejected["stats"] | "RejectedStatsUnpaned" >> plain,
+            rejected[Output.STATS.value] | "RejectedStatsUnpaned" >> plain,
         )
         | "AllStats" >> beam.Flatten()
-        | "WriteStats" >> WriteStreamingStats(root, run_id, cadence)
+        | "WriteStats" >> WriteStreamingStats(run, cadence)
     )
     window_seconds = options.window_seconds
     live = (
@@ -196,12 +210,12 @@ def build(
             window_seconds, options.allowed_lateness_seconds, options.early_firing_seconds
         )
     )
-    live | "WriteLiveAggregates" >> WriteLiveAggregates(root, run_id, cadence)
+    live | "WriteLiveAggregates" >> WriteLiveAggregates(run, cadence)
     if options.aggregates_topic:
         (
             live
             # Screened by the privacy scanner: a message with a secret is refused, not sent.
-            | "LiveAsJson" >> beam.FlatMap(publishable_live_json, root, run_id)
+            | "LiveAsJson" >> beam.FlatMap(publishable_live_json, run.output_root, run.run_id)
             | "PublishLiveAggregates" >> beam.io.WriteToPubSub(options.aggregates_topic)
         )
 
@@ -221,8 +235,8 @@ def _parser() -> cli.Parser:
     return parser
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def plan(argv: Sequence[str]) -> StreamingPlan:
+    """Check the command line and name the run; refuses a bad one (exit 2)."""
     parser = _parser()
     known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "input_subscription", "output")
@@ -242,10 +256,19 @@ def run(argv: Sequence[str] | None = None) -> None:
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
-    run_id = new_run_id(datetime.now(timezone.utc))
-    log.info("streaming run %s: %s -> %s", run_id, streaming.input_subscription, common.output)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, streaming, common, key, run_id)
+    return StreamingPlan(Run.start(STREAMING, common.output), options, key)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    planned = plan(list(sys.argv[1:] if argv is None else argv))
+    log.info(
+        "streaming run %s: %s -> %s",
+        planned.run.run_id,
+        planned.streaming.input_subscription,
+        planned.run.output_root,
+    )
+    pipeline = beam.Pipeline(options=planned.options)
+    build(pipeline, planned)
     pipeline.run().wait_until_finish()
 
 

@@ -14,7 +14,12 @@ import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 
-from schemas.records import PAYMENT_PARTITION_KEYS, PaymentRecord, RejectedEvent
+from schemas.records import (
+    PAYMENT_PARTITION_KEYS,
+    LiveWindowAggregate,
+    PaymentRecord,
+    RejectedEvent,
+)
 
 
 class SchemaMappingError(TypeError):
@@ -108,3 +113,9 @@ def payment_partition_schema() -> pa.Schema:
 def rejected_schema() -> pa.Schema:
     """Columns of the rejected-events Parquet files."""
     return arrow_schema(RejectedEvent)
+
+
+@cache
+def live_schema() -> pa.Schema:
+    """Columns of the live aggregate files streaming writes under aggregates/live/."""
+    return arrow_schema(LiveWindowAggregate)

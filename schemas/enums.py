@@ -89,3 +89,34 @@ class GateLevel(str, Enum):
     OK = "ok"
     WARN = "warn"
     ERROR = "error"
+
+
+class RejectStep(str, Enum):
+    """Where in the path an event was rejected (the `step` column of rejected rows)."""
+
+    PARSE = "parse"
+    VALIDATE = "validate"
+    NORMALISE = "normalise"
+    DEDUPLICATE = "deduplicate"
+
+
+class PaneTiming(str, Enum):
+    """When a live aggregate pane fired against the watermark (Beam's PaneInfo timing)."""
+
+    EARLY = "EARLY"
+    ON_TIME = "ON_TIME"
+    LATE = "LATE"
+    UNKNOWN = "UNKNOWN"
+
+
+class AggregateKind(str, Enum):
+    """The aggregate datasets under aggregates/: the two a batch run versions per month, and
+    the live windows streaming writes per pane."""
+
+    BY_STATUS = "by_status"
+    BY_SERVICE = "by_service"
+    LIVE = "live"
+
+
+# The kinds published one file per month and version by a batch run (schemas/layout.py).
+MONTHLY_AGGREGATES: tuple[AggregateKind, ...] = (AggregateKind.BY_STATUS, AggregateKind.BY_SERVICE)

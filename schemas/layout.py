@@ -10,6 +10,7 @@ import re
 import uuid
 from datetime import date
 
+from schemas.enums import MONTHLY_AGGREGATES
 from schemas.run import RUN_ID_PATTERN
 
 PAYMENTS = "payments"
@@ -28,7 +29,8 @@ LEASE_DIR = "_lease"
 LEASE_FILE = "writer.json"
 LEASE_REVOKED = "_LEASE_REVOKED.json"
 
-AGGREGATE_KINDS = ("by_status", "by_service")
+# The aggregate kinds a batch run versions per month (schemas/enums.py names every kind).
+AGGREGATE_KINDS: tuple[str, ...] = tuple(kind.value for kind in MONTHLY_AGGREGATES)
 _PART = re.compile(r"part-(?P<key>[0-9a-f]+)-(?P<index>\d{5})\.parquet$")
 
 

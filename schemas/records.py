@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.enums import Channel, PaymentMethod, PaymentStatus, RejectCode
+from schemas.enums import Channel, PaneTiming, PaymentMethod, PaymentStatus, RejectCode, RejectStep
 
 SCHEMA_VERSION = 1
 
@@ -60,7 +60,7 @@ class RejectedEvent(BaseModel):
 
     error_code: RejectCode
     reason: str
-    step: str  # parse | validate | deduplicate
+    step: RejectStep
     channel: str | None  # as claimed by the event, when it could be read at all
     event_id: str | None
     raw: str  # the input, redacted: no CPR, no card number beyond its last four digits
@@ -102,3 +102,19 @@ class ServiceAggregate(BaseModel):
     status: PaymentStatus
     payments: Count
     amount: AmountSum
+
+
+class LiveWindowAggregate(BaseModel):
+    """Payments and amount of one (event-time window, day, channel, status), as one pane of the
+    streaming pipeline saw them: a later pane of the same window supersedes it
+    (`pane_index`), and a LATE pane adds what arrived after the watermark."""
+
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    event_date: date
+    channel: Channel
+    status: PaymentStatus
+    payments: Count
+    amount: AmountSum
+    pane_timing: PaneTiming
+    pane_index: Count

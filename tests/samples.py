@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
+
+from schemas.run import Run
 
 TEST_KEY = b"test-pseudonym-key-0123456789abcdef"
 
@@ -40,3 +43,17 @@ def sample_events() -> dict[str, dict[str, object]]:
 
 # The local engine for batch tests: Beam 2.77's DirectRunner would first try to download Prism.
 BATCH_RUNNER = "FnApiRunner"
+
+
+def run_of(
+    run_id: str = "run",
+    root: str = "out",
+    ingested_micros: int = 0,
+    input_key: str = "",
+    inputs: tuple[tuple[str, int], ...] = (),
+    pipeline: str = "batch",
+) -> Run:
+    """A run as the pipelines make one (`schemas.run.Run`), with the id, root and clock a test
+    names: its `ingested_micros` is what every row it writes is stamped with."""
+    started = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ingested_micros)
+    return Run(run_id, pipeline, root, started, input_key, inputs)

@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 
 from pipelines import cli
 from schemas import layout
-from schemas.enums import PaymentStatus
+from schemas.enums import AggregateKind, PaymentStatus
 from schemas.money import fils_to_decimal
 from tools.generate import H1_2017_DAYS, H1_2017_START, PUBLISHED_H1_2017
 
@@ -35,7 +35,7 @@ RUN_FIRST = (
 def refuse_if_no_aggregates(root: str) -> None:
     """Refuse (exit 2, one line) an output root without daily aggregates to compare: a wrong
     path, or the batch job has not run into it yet."""
-    by_status = layout.join(root, layout.AGGREGATES, "by_status")
+    by_status = layout.join(root, layout.AGGREGATES, AggregateKind.BY_STATUS.value)
     hint = RUN_FIRST.format(root=root)
     if "://" in root:
         from transforms.storage.files import list_tree  # imports Beam: only for a gs:// root
@@ -55,7 +55,7 @@ def measured(output_root: str) -> dict[str, tuple[int, Decimal]]:
     """(successful payments, BHD) per channel over H1 2017, from the by_status aggregates."""
     from transforms.storage.committed import committed_files  # imports Beam: after the checks
 
-    by_status = layout.join(output_root, layout.AGGREGATES, "by_status")
+    by_status = layout.join(output_root, layout.AGGREGATES, AggregateKind.BY_STATUS.value)
     # The month files committed runs wrote, one version a month (transforms.storage.committed).
     files = [
         path

@@ -11,17 +11,18 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Iterator
-from enum import Enum
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
 
 from schemas.catalogue import load_catalogue
+from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.blocks import RunContext, process_block
 from transforms.core.columnar import ArrowBlock
 from transforms.core.normalise import Normaliser
+from transforms.core.outputs import Output
 from transforms.core.privacy import Pseudonymiser
 from transforms.core.rawblock import RawBlock
 from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES
@@ -30,14 +31,6 @@ from transforms.storage.keys import PseudonymKey
 
 log = logging.getLogger(__name__)
 _PROGRESS_EVERY = 250_000
-
-
-class Outcome(str, Enum):
-    """Output tags of the core transform."""
-
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    STATS = "stats"
 
 
 class IngestResult(NamedTuple):
@@ -51,12 +44,9 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
     ArrowBlock and stats (tagged). Splitting here, while the table is still decoded, saves
     every sink a decode and re-encode: batch and streaming both write per partition."""
 
-    def __init__(
-        self, pseudonym_key: PseudonymKey, run_id: str, ingested_micros: int, max_event_bytes: int
-    ) -> None:
+    def __init__(self, pseudonym_key: PseudonymKey, run: Run, max_event_bytes: int) -> None:
         self._key = pseudonym_key  # a secret's or a file's name on Dataflow, not the key
-        self._run_id = run_id
-        self._ingested_micros = ingested_micros
+        self._run = run
         self._max_event_bytes = max_event_bytes
         self._ctx: RunContext | None = None
         self._seen = 0
@@ -65,9 +55,7 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
         # What is loaded by now lives for the whole run: keep it out of every collection.
         gc.freeze()
         normaliser = Normaliser(Pseudonymiser(self._key.resolve()), load_catalogue())
-        self._ctx = RunContext(
-            normaliser, self._run_id, self._ingested_micros, self._max_event_bytes
-        )
+        self._ctx = RunContext.of(self._run, normaliser, self._max_event_bytes)
 
     def process(self, block: RawBlock) -> Iterator[Any]:
         assert self._ctx is not None, "setup() not called"
@@ -89,9 +77,9 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
         for key, rows in split_by_partition(result.accepted):
             yield key, ArrowBlock.of(rows)
         if rejected:
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, ArrowBlock.of(result.rejected))
+            yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(result.rejected))
         cost = {st.PRIVACY_SCREENING_MICROS: round(result.privacy_seconds * 1e6)}
-        yield pvalue.TaggedOutput(Outcome.STATS.value, {**result.stats, **cost})
+        yield pvalue.TaggedOutput(Output.STATS.value, {**result.stats, **cost})
 
 
 class IngestEvents(beam.PTransform):  # type: ignore[misc]
@@ -100,8 +88,7 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
     def __init__(
         self,
         pseudonym_key: PseudonymKey | bytes,
-        run_id: str,
-        ingested_micros: int,
+        run: Run,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         super().__init__()
@@ -112,16 +99,16 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
         )
         if key.value is not None:
             Pseudonymiser(key.value)  # refuse a weak key at construction, not on a worker
-        self._fn = ValidateBlocksFn(key, run_id, ingested_micros, max_event_bytes)
+        self._fn = ValidateBlocksFn(key, run, max_event_bytes)
 
     def expand(self, blocks: beam.PCollection) -> IngestResult:
         results = blocks | "ValidateAndNormalise" >> beam.ParDo(self._fn).with_outputs(
-            Outcome.REJECTED.value, Outcome.STATS.value, main=Outcome.ACCEPTED.value
+            Output.REJECTED.value, Output.STATS.value, main=Output.ACCEPTED.value
         )
         return IngestResult(
-            results[Outcome.ACCEPTED.value],
-            results[Outcome.REJECTED.value],
-            results[Outcome.STATS.value],
+            results[Output.ACCEPTED.value],
+            results[Output.REJECTED.value],
+            results[Output.STATS.value],
         )
 
 

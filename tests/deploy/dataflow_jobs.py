@@ -21,10 +21,10 @@ from apache_beam.runners.dataflow.internal import apiclient
 
 from pipelines import batch, streaming
 from pipelines.cli import InputFile
-from pipelines.options import KEY_ENV, BatchOptions, IngestOptions, pseudonym_key_source
-from schemas.run import new_run_id
+from pipelines.options import KEY_ENV, IngestOptions, pseudonym_key_source
+from schemas.run import BATCH, Run
 from tests.samples import TEST_KEY
-from transforms.core.manifest import RunInfo
+from transforms.core.gates import GateThresholds
 from transforms.storage.keys import PseudonymKey
 
 KEY_SECRET = "projects/payments-test/secrets/pseudonym-key/versions/1"
@@ -65,30 +65,24 @@ def captured_dataflow_jobs() -> Iterator[list[Any]]:
 
 
 def build_batch_job(extra: Sequence[str] = (), key: PseudonymKey | bytes | None = None) -> Any:
-    """The nightly batch job. Built through batch.build with the RunInfo and key source
-    batch.run would use (unless `key` is given): batch.run itself reads the run manifest once
-    the job ends, which a dry run never writes."""
+    """The nightly batch job, built by batch.build from the plan batch.plan would make
+    (unless `key` is given), but for its inputs, which are not there to list: batch.run itself
+    reads the run manifest once the job ends, which a dry run never writes."""
     argv = [*DATAFLOW_FLAGS, *extra, f"--input={LANDING_DAY}/*.jsonl*", f"--output={LAKE}"]
     options = PipelineOptions(argv)
     files = [
         InputFile(f"{LANDING_DAY}/{c}.jsonl", 50_000_000) for c in ("kiosk", "mobile_app", "portal")
     ]
     now = datetime(2017, 6, 30, 23, 0, tzinfo=timezone.utc)
-    info = RunInfo(
-        run_id=new_run_id(now),
-        input_key=batch.input_key(files, ["crc32c:AAAAAA=="] * len(files)),
-        pipeline="batch",
-        output_root=LAKE,
-        started_at=now.isoformat(timespec="seconds"),
-        inputs=list(files),
+    run = Run.start(
+        BATCH, LAKE, batch.input_key(files, ["crc32c:AAAAAA=="] * len(files)), files, now
     )
     common = options.view_as(IngestOptions)
     pipeline = beam.Pipeline(options=options)
     with captured_dataflow_jobs() as jobs:
         source = pseudonym_key_source(common, "DataflowRunner") if key is None else key
-        batch.build(
-            pipeline, info, options.view_as(BatchOptions), common.max_event_bytes, source, 0
-        )
+        plan = batch.BatchPlan(run, options, source, GateThresholds.from_options(options))
+        batch.build(pipeline, plan)
         pipeline.run()
     return jobs[0]
 

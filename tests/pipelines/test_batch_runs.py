@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import batch
+from schemas.run import Run
 from tests.pipelines.helpers import (
     data_files,
     make_landing,
@@ -27,7 +28,7 @@ from tests.pipelines.helpers import (
     rejected,
     run_batch,
 )
-from transforms.core.manifest import RunInfo
+from tests.samples import run_of
 from transforms.core.scanner import Leak, SecretInOutput
 
 WEEK = {
@@ -272,8 +273,8 @@ def test_the_batch_command_maps_a_refusal_to_its_own_exit_status(
     assert "out/rejected/part-1.parquet: column 'reason', row 3: a card number" in err
 
 
-def _info(root: Path) -> RunInfo:
-    return RunInfo("20170701T000000Z-abcdef", "00000000000000aa", "batch", str(root), "")
+def _info(root: Path) -> Run:
+    return run_of("20170701T000000Z-abcdef", str(root), input_key="00000000000000aa")
 
 
 def test_a_refusal_is_recognised_from_the_text_of_a_workers_error(tmp_path: Path) -> None:

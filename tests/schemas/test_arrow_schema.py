@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from schemas.arrow import (
     SchemaMappingError,
     arrow_schema,
+    live_schema,
     payment_file_schema,
     payment_partition_schema,
     payment_schema,
@@ -177,6 +178,27 @@ def test_amount_is_decimal_18_3_not_null() -> None:
 
 def test_status_aggregate_schema_is_pinned_exactly() -> None:
     assert arrow_schema(StatusAggregate).equals(STATUS_AGGREGATE_SCHEMA, check_metadata=True)
+
+
+# The live aggregate files streaming writes, as they were written before the schema was derived
+# from the pydantic model: files already in a lake stay readable with the new ones.
+LIVE_AGGREGATE_SCHEMA = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("window_end", UTC_US, nullable=False),
+        pa.field("event_date", pa.date32(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("payments", pa.int64(), nullable=False),
+        pa.field("amount", pa.decimal128(38, 3), nullable=False),
+        pa.field("pane_timing", pa.string(), nullable=False),
+        pa.field("pane_index", pa.int64(), nullable=False),
+    ]
+)
+
+
+def test_live_aggregate_schema_is_pinned_exactly() -> None:
+    assert live_schema().equals(LIVE_AGGREGATE_SCHEMA, check_metadata=True)
 
 
 def test_service_aggregate_schema_is_pinned_exactly() -> None:

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 
 from schemas import layout
+from schemas.run import Run
+from tests.samples import run_of
 from transforms.batch import commit
 from transforms.batch.commit import CommitFn, PublishRefused, commit_run, refusal
-from transforms.core.manifest import RunInfo
 from transforms.core.scanner import SecretInOutput
 from transforms.storage import lease
 from transforms.storage.files import replace, write_parquet
@@ -26,8 +27,8 @@ INPUT_KEY = "00000000000000aa"
 DAY = date(2017, 6, 30)
 
 
-def _info(root: Path, run_id: str) -> RunInfo:
-    return RunInfo(run_id, INPUT_KEY, "batch", str(root), "2017-07-01T00:00:00+00:00")
+def _info(root: Path, run_id: str) -> Run:
+    return run_of(run_id, str(root), input_key=INPUT_KEY)
 
 
 def _payments(site: str) -> pa.Table:

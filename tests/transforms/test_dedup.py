@@ -15,6 +15,7 @@ from schemas.enums import RejectCode
 from tests.samples import KIOSK_EVENT as KIOSK
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
+from tests.samples import run_of
 from transforms.core import stats as st
 from transforms.core.blocks import RunContext, process_block, rejected_table
 from transforms.core.normalise import Normaliser
@@ -35,6 +36,7 @@ from transforms.dedup.table import (
     cross_partition_losers,
     deduplicate,
     drop_losers,
+    rejected_conflicts,
     split_by_partition,
 )
 
@@ -296,6 +298,14 @@ def test_conflict_rejections_fit_the_rejected_table() -> None:
     assert table.schema.equals(rejected_schema())
     assert table.column("error_code").to_pylist() == ["DUPLICATE_CONFLICT"]
     assert table.column("event_id").to_pylist() == [PORTAL_ID]
+
+
+def test_a_conflict_is_booked_with_the_runs_lineage_and_counted_per_channel() -> None:
+    result = deduplicate(_table(*CONFLICTING))
+    table, counts = rejected_conflicts(result, run_of(RUN_ID, ingested_micros=INGESTED_MICROS))
+    assert table.column("run_id").to_pylist() == [RUN_ID]
+    assert table.column("ingested_at").cast(pa.int64()).to_pylist() == [INGESTED_MICROS]
+    assert counts == {st.rejected_key("portal", "DUPLICATE_CONFLICT"): 1}
 
 
 def test_no_conflicts_give_no_rejections() -> None:

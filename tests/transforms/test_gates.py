@@ -13,6 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import IngestOptions
 from schemas.enums import GateLevel
+from tests.samples import run_of
 from transforms.core import stats as st
 from transforms.core.gates import GateResult, GateThresholds, evaluate_gates, worst_level
 from transforms.streaming.sinks import WriteStreamingStats, pane_gates, write_stats_pane
@@ -230,11 +231,11 @@ def test_stats_pane_gates_use_the_thresholds_given(tmp_path: Path) -> None:
 
 def test_the_stats_writer_takes_the_gate_options_of_its_pipeline() -> None:
     options = PipelineOptions(["--gate_error_ratio", "0.5", "--gate_warn_ratio", "0.4"])
-    writer = WriteStreamingStats("out", "run-1", every_seconds=1)
+    writer = WriteStreamingStats(run_of("run-1"), every_seconds=1)
     assert writer.thresholds(beam.Pipeline(options=options)) == GateThresholds(0.4, 0.5, 100)
 
 
 def test_thresholds_given_to_the_stats_writer_win() -> None:
     options = PipelineOptions(["--gate_error_ratio", "0.5"])
-    writer = WriteStreamingStats("out", "run-1", every_seconds=1, gates=DEFAULTS)
+    writer = WriteStreamingStats(run_of("run-1"), every_seconds=1, gates=DEFAULTS)
     assert writer.thresholds(beam.Pipeline(options=options)) == DEFAULTS

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import layout
+from schemas.run import Run
 from tests.emulators import GcsEmulator, gcs_emulator, object_names, use_gcs_emulator
+from tests.samples import run_of
 from transforms.batch.commit import commit_run
-from transforms.core.manifest import RunInfo
 from transforms.storage import gcs
 from transforms.storage.committed import committed_files
 from transforms.storage.files import (
@@ -191,8 +192,8 @@ def test_parquet_written_to_gcs_is_read_back_by_pyarrows_own_gcs_client(
     assert pq.read_table(path, filesystem=emulator.arrow_filesystem()).equals(table)
 
 
-def _info(root: str) -> RunInfo:
-    return RunInfo("r1", "abc", "batch", root, "2017-07-01T00:00:00+00:00", [("in.jsonl", 3)])
+def _info(root: str) -> Run:
+    return run_of("r1", root, input_key="abc", inputs=(("in.jsonl", 3),))
 
 
 def _staged_run(emulator: GcsEmulator, root: str) -> list[StagedFile]:

@@ -9,12 +9,13 @@ import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.samples import BATCH_RUNNER, KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
+from tests.samples import BATCH_RUNNER, KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY, run_of
 from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents, MergeStats
 
 RUN_ID = "test-run"
 INGESTED = 1_700_000_000_000_000
+RUN = run_of(RUN_ID, ingested_micros=INGESTED)
 
 BLOCKS = [
     RawBlock("landing/a.jsonl", [PORTAL_EVENT, b"{not json", MOBILE_EVENT], line_numbers=[1, 2, 3]),
@@ -28,7 +29,7 @@ def _column(tables: Iterable[pa.Table], name: str) -> list[object]:
 
 def test_core_transform_accepts_valid_events_of_every_channel() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
-        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
+        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN)
         ids = result.accepted | beam.FlatMap(
             lambda keyed: keyed[1].table().column("event_id").to_pylist()
         )
@@ -46,7 +47,7 @@ def test_core_transform_accepts_valid_events_of_every_channel() -> None:
 
 def test_core_transform_keys_accepted_rows_by_their_hive_partition() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
-        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
+        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN)
         keys = result.accepted | beam.Map(lambda keyed: (keyed[0], keyed[1].num_rows))
         assert_that(
             keys,
@@ -62,7 +63,7 @@ def test_core_transform_keys_accepted_rows_by_their_hive_partition() -> None:
 
 def test_core_transform_rejects_bad_lines_with_code_and_origin() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
-        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
+        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN)
         rejected = (
             result.rejected
             | beam.Map(lambda block: block.table())
@@ -88,7 +89,7 @@ def test_core_transform_rejects_bad_lines_with_code_and_origin() -> None:
 
 def test_core_transform_stats_account_for_every_event() -> None:
     with TestPipeline(runner=BATCH_RUNNER) as p:
-        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN_ID, INGESTED)
+        result = p | beam.Create(BLOCKS) | IngestEvents(TEST_KEY, RUN)
         merged = result.stats | MergeStats()
         reads = merged | beam.Map(
             lambda s: (

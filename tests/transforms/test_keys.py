@@ -10,7 +10,7 @@ import pytest
 from apache_beam.internal import pickler
 
 from pipelines.options import IngestOptions, pseudonym_key_source
-from tests.samples import PORTAL_EVENT, TEST_KEY
+from tests.samples import PORTAL_EVENT, TEST_KEY, run_of
 from transforms.core.privacy import Pseudonymiser
 from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
@@ -46,7 +46,7 @@ def test_a_key_file_is_read_without_surrounding_whitespace(tmp_path: Path) -> No
 
 def _shipped(key: PseudonymKey | bytes) -> bytes:
     """The ingest step's DoFn as Beam serialises it into the job (base64 of bz2 of a pickle)."""
-    return bz2.decompress(base64.b64decode(pickler.dumps(IngestEvents(key, "run", 0)._fn)))
+    return bz2.decompress(base64.b64decode(pickler.dumps(IngestEvents(key, run_of())._fn)))
 
 
 def test_the_shipped_ingest_step_holds_the_key_files_name_not_the_key(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_a_key_given_directly_is_shipped_with_the_job() -> None:
 def test_the_ingest_step_reads_the_key_when_a_worker_sets_it_up(tmp_path: Path) -> None:
     path = tmp_path / "key"
     path.write_bytes(TEST_KEY)
-    fn = pickler.loads(pickler.dumps(IngestEvents(PseudonymKey(file=str(path)), "run", 0)._fn))
+    fn = pickler.loads(pickler.dumps(IngestEvents(PseudonymKey(file=str(path)), run_of())._fn))
     path.write_bytes(TEST_KEY[::-1])  # what the worker reads is what counts
     fn.setup()
     [accepted, *_] = list(fn.process(RawBlock("f", [PORTAL_EVENT], line_numbers=[1])))

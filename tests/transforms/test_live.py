@@ -16,7 +16,7 @@ from apache_beam.utils.timestamp import Timestamp
 from schemas.arrow import payment_schema
 from schemas.catalogue import load_catalogue
 from schemas.money import MAX_FILS
-from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY
+from tests.samples import KIOSK_EVENT, MOBILE_EVENT, PORTAL_EVENT, TEST_KEY, run_of
 from transforms.core import stats as st
 from transforms.core.blocks import RunContext, process_block
 from transforms.core.columnar import ArrowBlock, decimal_from_fils
@@ -158,7 +158,7 @@ def test_a_redelivery_in_a_later_bundle_is_a_duplicate_not_a_second_payment() ->
         .advance_watermark_to_infinity()
     )
     with _streaming() as p:
-        result = p | stream | DeduplicateBlocks("run")
+        result = p | stream | DeduplicateBlocks(run_of())
         first = [(PORTAL_ID, "1"), (MOBILE_ID, "2")]
         assert_that(_origins(result.first), equal_to(first), label="first")
         duplicates = {st.duplicate_key("portal", "in_input"): 1}
@@ -173,7 +173,7 @@ def test_the_same_id_with_other_content_is_a_rejected_conflict() -> None:
         .advance_watermark_to_infinity()
     )
     with _streaming() as p:
-        result = p | stream | DeduplicateBlocks("run")
+        result = p | stream | DeduplicateBlocks(run_of())
         assert_that(_origins(result.first), equal_to([(KIOSK_ID, "1")]), label="first")
         rejected = result.rejected | beam.FlatMap(
             lambda b: zip(
@@ -195,7 +195,9 @@ def test_the_memory_of_an_idle_bucket_expires_after_the_horizon() -> None:
     )
     with _streaming() as p:
         # TestStream's processing-time clock starts at the epoch and moves only when told to.
-        result = p | stream | DeduplicateBlocks("run", horizon_seconds=60, now=lambda: Timestamp(0))
+        result = (
+            p | stream | DeduplicateBlocks(run_of(), horizon_seconds=60, now=lambda: Timestamp(0))
+        )
         first = [(MOBILE_ID, "1"), (MOBILE_ID, "2")]
         assert_that(_origins(result.first), equal_to(first), label="first")
 

@@ -15,19 +15,19 @@ from hypothesis import strategies as hs
 from schemas.arrow import payment_schema
 from schemas.money import MAX_FILS, format_bhd
 from schemas.records import SCHEMA_VERSION
+from tests.samples import run_of
 from transforms.core import stats as st
 from transforms.core.columnar import decimal_from_fils
 from transforms.core.gates import GateThresholds
-from transforms.core.manifest import RunInfo, build_manifest, summary_table
+from transforms.core.manifest import build_manifest, summary_table
 from transforms.storage.partitions import accepted_stats
 
-INFO = RunInfo(
-    run_id="run-20170701",
+INFO = run_of(
+    "run-20170701",
+    "gs://bucket/prefix",
+    ingested_micros=1_498_867_200_000_000,  # 2017-07-01T00:00:00Z
     input_key="3fa9c0d1e2b4",
-    pipeline="batch",
-    output_root="gs://bucket/prefix",
-    started_at="2017-07-01T00:00:00+00:00",
-    inputs=[("gs://landing/2017-07-01.jsonl", 123_456)],
+    inputs=(("gs://landing/2017-07-01.jsonl", 123_456),),
 )
 # Every input accounted for, in every channel.
 BALANCED = {
@@ -266,7 +266,7 @@ WITH_INCOMPLETE = {
     st.incomplete_key("TRUNCATED", CUT): 1,
     st.incomplete_lines_key(CUT): 887,
 }
-INFO_WITH_CUT = replace(INFO, inputs=[*INFO.inputs, (CUT, 28_881)])
+INFO_WITH_CUT = replace(INFO, inputs=(*INFO.inputs, (CUT, 28_881)))
 
 
 def test_an_incomplete_input_is_listed_with_its_fault_and_size() -> None:
@@ -313,8 +313,7 @@ def test_the_manifest_holds_a_gate_per_channel_and_the_worst_level() -> None:
 
 
 def test_the_manifests_gates_use_the_runs_thresholds() -> None:
-    info = replace(INFO, gates=GateThresholds(0.01, 0.05, min_events=1))
-    manifest = build_manifest(info, BALANCED, FILES, [])
+    manifest = build_manifest(INFO, BALANCED, FILES, [], GateThresholds(0.01, 0.05, min_events=1))
     [kiosk] = [g for g in manifest["quality_gates"] if g["channel"] == "kiosk"]
     assert (kiosk["level"], kiosk["ratio"], kiosk["threshold"]) == ("error", 0.5, 0.05)
     assert manifest["quality_gate"] == "error"

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.catalogue import load_catalogue
-from tests.samples import TEST_KEY, sample_events
+from tests.samples import TEST_KEY, run_of, sample_events
 from transforms.core.blocks import BlockResult, RunContext, process_block
 from transforms.core.columnar import ArrowBlock
 from transforms.core.normalise import Normaliser
@@ -238,7 +238,7 @@ def test_an_event_without_secrets_elsewhere_is_accepted(channel: str) -> None:
 def _through_panes(root: Path, result: BlockResult) -> None:
     """Write a block's outcome the way the streaming pipeline does: each accepted partition
     through the pane writer (which also rejects conflicts), rejected rows as one pane."""
-    writer = WritePartitionPaneFn(str(root), "run-leaks-stream")
+    writer = WritePartitionPaneFn(run_of("run-leaks-stream", str(root)))
     accepted = result.accepted
     rejected = [ArrowBlock.of(result.rejected)] if result.rejected.num_rows else []
     for channel, day in set(

@@ -11,11 +11,10 @@ import pyarrow.parquet as pq
 
 from schemas import layout
 from schemas.catalogue import load_catalogue
-from tests.samples import PORTAL_EVENT, TEST_KEY
+from tests.samples import PORTAL_EVENT, TEST_KEY, run_of
 from transforms.batch.stage import (
     SpillFragmentFn,
     StagePartitionFn,
-    _Lineage,
     _losers_by_partition,
     stage_month,
 )
@@ -35,7 +34,7 @@ NEXT_DAY = PORTAL_EVENT.replace(b"2017-06-30T21:15:03", b"2017-07-01T09:00:00") 
 
 
 def _settings(root: Path, run_id: str = RUN, key: str = "00000000000000aa") -> WriteSettings:
-    return WriteSettings(str(root), run_id, key)
+    return WriteSettings(run_of(run_id, str(root), input_key=key))
 
 
 def _rows(*payloads: bytes) -> ArrowBlock:
@@ -50,7 +49,7 @@ def _spill(settings: WriteSettings, day: str, *payloads: bytes) -> str:
 
 def _stage(settings: WriteSettings, day: str, paths: Iterable[str], moved: Any = None) -> dict:
     """Outputs of staging one partition, by tag ('staged' for the main output)."""
-    fn = StagePartitionFn(settings, _Lineage(settings.run_id, 0))
+    fn = StagePartitionFn(settings)
     fn.start_bundle()
     outputs: dict[str, list[Any]] = {"staged": []}
     for out in fn.process((("portal", day), list(paths)), moved or {("portal", day): []}):

@@ -17,7 +17,7 @@ import pytest
 
 from schemas.catalogue import load_catalogue
 from schemas.run import new_run_id
-from tests.samples import PORTAL_EVENT, TEST_KEY
+from tests.samples import PORTAL_EVENT, TEST_KEY, run_of
 from transforms.core import stats as st
 from transforms.core.blocks import RunContext, process_block
 from transforms.core.columnar import ArrowBlock
@@ -53,7 +53,7 @@ def _block(*payloads: bytes) -> ArrowBlock:
 def _write(root: Path, run_id: str, *payloads: bytes) -> dict[str, list[Any]]:
     """Outputs of one pane, by tag ('written' for the paths)."""
     outputs: dict[str, list[Any]] = {"written": [], "rejected": [], "stats": []}
-    fn = WritePartitionPaneFn(str(root), run_id)
+    fn = WritePartitionPaneFn(run_of(run_id, str(root)))
     for out in fn.process((PARTITION, [_block(*payloads)])):
         tag = getattr(out, "tag", "written")
         outputs[tag].append(getattr(out, "value", out))
@@ -168,7 +168,7 @@ def _planted(table: pa.Table, column: str, value: str) -> pa.Table:
 
 def _write_blocks(root: Path, run_id: str, block: ArrowBlock) -> dict[str, list[Any]]:
     outputs: dict[str, list[Any]] = {"written": [], "rejected": [], "stats": []}
-    for out in WritePartitionPaneFn(str(root), run_id).process((PARTITION, [block])):
+    for out in WritePartitionPaneFn(run_of(run_id, str(root))).process((PARTITION, [block])):
         tag = getattr(out, "tag", "written")
         outputs[tag].append(getattr(out, "value", out))
     return outputs

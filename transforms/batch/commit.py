@@ -35,8 +35,10 @@ import apache_beam as beam
 import pyarrow as pa
 
 from schemas import layout
+from schemas.run import Run
 from transforms.core import stats as st
-from transforms.core.manifest import RunInfo, build_manifest
+from transforms.core.gates import DEFAULT_GATES, GateThresholds
+from transforms.core.manifest import build_manifest
 from transforms.core.scanner import Leak, SecretInOutput
 from transforms.storage import lease
 from transforms.storage.committed import superseded_aggregates
@@ -74,14 +76,14 @@ def _read_staged(path: str, final: dict[str, str]) -> pa.Table | None:
         raise
 
 
-def screen_staged(info: RunInfo, staged: list[StagedFile]) -> dict[str, Any]:
+def screen_staged(run: Run, staged: list[StagedFile]) -> dict[str, Any]:
     """Check that no staged file holds a secret: the scans made when the files were staged
     (`transforms.storage.partitions.stage`), and a read-back scan here of any file staged
     without one.
     Raise SecretInOutput (after deleting the staged files and recording the refusal) if any
     scan found one. Returns what was scanned, for the manifest: files, rows, seconds of
     scanning in all (workers and commit) and in the commit step alone."""
-    earlier = refusal(info.output_root, info.run_id)
+    earlier = refusal(run.output_root, run.run_id)
     if earlier is not None:
         raise earlier  # a retried commit of a refused run: its staged files are gone
     started = time.monotonic()
@@ -105,7 +107,7 @@ def screen_staged(info: RunInfo, staged: list[StagedFile]) -> dict[str, Any]:
     log.info(
         "privacy scan of run %s: %d staged files, %d rows read back (%.2f s of scanning, "
         "%.2f s of it in the commit), %d secret(s) found",
-        info.run_id,
+        run.run_id,
         scanned["files"],
         scanned["rows"],
         scanned["seconds"],
@@ -121,20 +123,24 @@ def screen_staged(info: RunInfo, staged: list[StagedFile]) -> dict[str, Any]:
             log.error("secret past redaction: %s (%s)", leak, origin or "origin not recorded")
             recorded.append({**asdict(leak), "origin": origin})
     write_text(
-        refused_marker(info.output_root, info.run_id),
-        json.dumps({"run_id": info.run_id, "leaks": recorded}, indent=2),
+        refused_marker(run.output_root, run.run_id),
+        json.dumps({"run_id": run.run_id, "leaks": recorded}, indent=2),
     )
-    delete_tree(layout.staging_dir(info.output_root, info.run_id))
+    delete_tree(layout.staging_dir(run.output_root, run.run_id))
     log.error(
         "run %s refused: nothing published; its staged files were deleted (they hold the "
         "secret); re-running the same input after the redaction is fixed publishes it",
-        info.run_id,
+        run.run_id,
     )
     raise SecretInOutput(leaks)
 
 
 def commit_run(
-    info: RunInfo, stats: dict[str, int], staged: list[StagedFile], stale: list[str]
+    run: Run,
+    stats: dict[str, int],
+    staged: list[StagedFile],
+    stale: list[str],
+    gates: GateThresholds = DEFAULT_GATES,
 ) -> dict[str, Any]:
     """Scan the staged files, move them into place, drop superseded ones, write manifest and
     marker. Raises SecretInOutput, having published nothing, if a staged file holds a secret.
@@ -144,10 +150,10 @@ def commit_run(
     run id (this step may run in another process than the launcher that holds it). Raises
     LeaseLost if another writer took it over; OutputBusy if the run has no lease of its own
     (a template launch) and another writer keeps it longer than the commit waits."""
-    with lease.commit_guard(info.output_root, info.run_id) as still_held:
-        scanned = screen_staged(info, staged)
+    with lease.commit_guard(run.output_root, run.run_id) as still_held:
+        scanned = screen_staged(run, staged)
         finals = {s.final for s in staged}
-        rejected = layout.rejected_path(info.output_root, info.input_key)
+        rejected = layout.rejected_path(run.output_root, run.input_key)
         if rejected not in finals and exists(rejected):
             stale = [*stale, rejected]  # this input no longer has rejections
         still_held()
@@ -155,22 +161,22 @@ def commit_run(
         delete(stale)
         # Older aggregate versions count for committed readers until `_SUCCESS`: listed now,
         # deleted after it.
-        superseded = superseded_aggregates(info.output_root, info.run_id)
-        manifest = build_manifest(info, stats, sorted(finals), [*stale, *superseded])
+        superseded = superseded_aggregates(run.output_root, run.run_id)
+        manifest = build_manifest(run, stats, sorted(finals), [*stale, *superseded], gates)
         manifest["privacy_scan"] = scanned
         # Worker seconds the rule took inside blocks (screening and redaction), beside the scan.
         manifest["privacy_screening_seconds"] = round(
             stats.get(st.PRIVACY_SCREENING_MICROS, 0) / 1e6, 3
         )
-        run_dir = layout.run_dir(info.output_root, info.run_id)
+        run_dir = layout.run_dir(run.output_root, run.run_id)
         still_held()
         write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
-        write_text(layout.success_marker(info.output_root, info.run_id), "")
+        write_text(layout.success_marker(run.output_root, run.run_id), "")
         _delete_superseded(superseded)
-        delete_tree(layout.staging_dir(info.output_root, info.run_id))
+        delete_tree(layout.staging_dir(run.output_root, run.run_id))
     log.info(
         "committed run %s: %d files published, %d superseded files removed",
-        info.run_id,
+        run.run_id,
         len(finals),
         len(stale) + len(superseded),
     )
@@ -200,14 +206,15 @@ class PublishRefused(RuntimeError):
 
 
 class CommitFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, info: RunInfo) -> None:
-        self._info = info
+    def __init__(self, run: Run, gates: GateThresholds = DEFAULT_GATES) -> None:
+        self._run = run
+        self._gates = gates
 
     def process(
         self, stats: dict[str, int], staged: list[StagedFile], stale: list[str]
     ) -> Iterator[dict[str, Any]]:
         try:
-            manifest = commit_run(self._info, stats, staged, stale)
+            manifest = commit_run(self._run, stats, staged, stale, self._gates)
         except SecretInOutput as refused:
             raise PublishRefused(str(refused)) from refused
         yield manifest
@@ -216,15 +223,22 @@ class CommitFn(beam.DoFn):  # type: ignore[misc]
 class CommitRun(beam.PTransform):  # type: ignore[misc]
     """Merged stats (one element) + staged files + stale files -> the manifest (one element)."""
 
-    def __init__(self, info: RunInfo, staged: beam.PCollection, stale: beam.PCollection) -> None:
+    def __init__(
+        self,
+        run: Run,
+        staged: beam.PCollection,
+        stale: beam.PCollection,
+        gates: GateThresholds = DEFAULT_GATES,
+    ) -> None:
         super().__init__()
-        self._info = info
+        self._run = run
+        self._gates = gates
         self._staged = staged
         self._stale = stale
 
     def expand(self, stats: beam.PCollection) -> beam.PCollection:
         return stats | "PublishRun" >> beam.ParDo(
-            CommitFn(self._info),
+            CommitFn(self._run, self._gates),
             staged=beam.pvalue.AsList(self._staged),
             stale=beam.pvalue.AsList(self._stale),
         )

@@ -38,6 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.enums import InputFault
 from transforms.core import stats as st
+from transforms.core.outputs import Output
 from transforms.core.rawblock import RawBlock
 
 log = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ def read_blocks(
         yield RawBlock(rng.path, payloads, line_numbers=numbers, blank_lines=blank)
 
 
-FILE_STATS = "file_stats"
+FILE_STATS = Output.FILE_STATS.value
 
 
 class ReadRangeFn(beam.DoFn):  # type: ignore[misc]
@@ -458,7 +459,7 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
         )
         read = ranges | "ReadBlocks" >> beam.ParDo(
             ReadRangeFn(self._block_events), newlines_before=beam.pvalue.AsDict(newlines_before)
-        ).with_outputs(FILE_STATS, main="blocks")
+        ).with_outputs(FILE_STATS, main=Output.BLOCKS.value)
         return ReadResult(read.blocks, read[FILE_STATS])
 
 

@@ -28,15 +28,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import layout
 from schemas.arrow import payment_schema, rejected_schema
-from schemas.enums import RejectCode
 from transforms.core import stats as st
 from transforms.core.aggregate import merge_month, month_schema
-from transforms.core.blocks import rejected_table
 from transforms.core.columnar import ArrowBlock, concat_blocks, decode_ipc
+from transforms.core.outputs import Output
 from transforms.dedup.table import (
     INDEX_COLUMNS,
-    Deduplicated,
-    conflict_rejections,
     cross_partition_losers,
     deduplicate,
     drop_losers,
@@ -45,10 +42,10 @@ from transforms.dedup.table import (
     loser_schema,
     merge_results,
     moved_event_ids,
+    rejected_conflicts,
     split_by_partition,
     stored_elsewhere_losers,
 )
-from transforms.ingest import Outcome
 from transforms.storage.committed import current_aggregates, run_committed
 from transforms.storage.files import list_files, read_bytes, read_parquet, write_bytes
 from transforms.storage.partitions import (
@@ -61,18 +58,6 @@ from transforms.storage.partitions import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class _Lineage:
-    """Run id and ingest time, for the rejected rows a sink creates."""
-
-    def __init__(self, run_id: str, ingested_micros: int) -> None:
-        self.run_id = run_id
-        self.ingested_micros = ingested_micros
-
-    def conflicts(self, result: Deduplicated) -> ArrowBlock:
-        table = rejected_table(conflict_rejections(result), self.run_id, self.ingested_micros)
-        return ArrowBlock.of(table)
 
 
 def _by_channel(element: tuple[tuple[str, str], str]) -> tuple[str, str]:
@@ -139,9 +124,8 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
     event_id, then leaves out events an earlier run already wrote (`write_partition`).
     """
 
-    def __init__(self, settings: WriteSettings, lineage: _Lineage) -> None:
+    def __init__(self, settings: WriteSettings) -> None:
         self._settings = settings
-        self._lineage = lineage
         self._unscanned: list[StagedFile] = []
 
     def start_bundle(self) -> None:
@@ -166,22 +150,24 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)
         self._unscanned.extend(written.staged)
         for stale in written.stale:
-            yield pvalue.TaggedOutput("stale", stale)
+            yield pvalue.TaggedOutput(Output.STALE.value, stale)
         month = day[:7]
         for kind, figures in written.aggregates.items():
-            yield pvalue.TaggedOutput("aggregates", ((kind, month), ArrowBlock.of(figures)))
+            yield pvalue.TaggedOutput(
+                Output.AGGREGATES.value, ((kind, month), ArrowBlock.of(figures))
+            )
         result = merge_results(written.result.winners, elsewhere, within, written.result)
         if result.conflicts.num_rows:
-            yield pvalue.TaggedOutput(Outcome.REJECTED.value, self._lineage.conflicts(result))
-            for ch in result.conflicts["channel"].to_pylist():
-                result.stats[st.rejected_key(ch, RejectCode.DUPLICATE_CONFLICT.value)] += 1
+            rejected, counts = rejected_conflicts(result, self._settings.run)
+            yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
+            result.stats.update(counts)
         accepted = written.stats.get(st.accepted_key(channel), 0)
         beam.metrics.Metrics.counter("write", "accepted").inc(accepted)
         beam.metrics.Metrics.counter("dedup", "duplicates").inc(
             st.total_of(result.stats, st.DUPLICATES)
         )
         beam.metrics.Metrics.counter("dedup", "conflicts").inc(result.conflicts.num_rows)
-        yield pvalue.TaggedOutput(Outcome.STATS.value, {**written.stats, **result.stats})
+        yield pvalue.TaggedOutput(Output.STATS.value, {**written.stats, **result.stats})
 
 
 class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
@@ -193,10 +179,10 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
     conflicts and stats.
     """
 
-    def __init__(self, settings: WriteSettings, ingested_micros: int) -> None:
+    def __init__(self, settings: WriteSettings) -> None:
         super().__init__()
         self._settings = settings
-        self._fn = StagePartitionFn(settings, _Lineage(settings.run_id, ingested_micros))
+        self._fn = StagePartitionFn(settings)
 
     def expand(self, accepted: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         fragments = accepted | "SpillToFragments" >> beam.ParDo(SpillFragmentFn(self._settings))
@@ -211,7 +197,11 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
             | "GroupFragmentsByPartition" >> beam.GroupByKey()
             | "StagePartition"
             >> beam.ParDo(self._fn, moved=beam.pvalue.AsMultiMap(moved)).with_outputs(
-                "stale", "aggregates", Outcome.REJECTED.value, Outcome.STATS.value, main="staged"
+                Output.STALE.value,
+                Output.AGGREGATES.value,
+                Output.REJECTED.value,
+                Output.STATS.value,
+                main=Output.STAGED.value,
             )
         )
 

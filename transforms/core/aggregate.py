@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import arrow_schema, payment_partition_schema
+from schemas.enums import AggregateKind
 from schemas.records import ServiceAggregate, StatusAggregate
 
 AGGREGATE_INPUT_COLUMNS = ["service_code", "service_name_en", "status", "amount"]
@@ -82,14 +83,18 @@ def by_service(rows: pa.Table) -> pa.Table:
     )
 
 
-KINDS = {"by_status": by_status, "by_service": by_service}
+# How each monthly kind is figured from a partition's rows, and the columns of its figures.
+KINDS = {AggregateKind.BY_STATUS.value: by_status, AggregateKind.BY_SERVICE.value: by_service}
+_FIGURES = {
+    AggregateKind.BY_STATUS.value: STATUS_SCHEMA,
+    AggregateKind.BY_SERVICE.value: SERVICE_SCHEMA,
+}
 _KEY_FIELDS = list(payment_partition_schema())
 
 
 def month_schema(kind: str) -> pa.Schema:
     """Columns of a published aggregate file: the partition keys, then the figures."""
-    figures = STATUS_SCHEMA if kind == "by_status" else SERVICE_SCHEMA
-    return pa.schema([*_KEY_FIELDS, *figures])
+    return pa.schema([*_KEY_FIELDS, *_FIGURES[kind]])
 
 
 def keyed(figures: pa.Table, kind: str, channel: str, event_date: date) -> pa.Table:

@@ -16,9 +16,10 @@ import orjson
 import pyarrow as pa
 
 from schemas.arrow import payment_schema, rejected_schema
-from schemas.enums import Channel, QualityWarning, RejectCode
+from schemas.enums import Channel, QualityWarning, RejectCode, RejectStep
 from schemas.raw import EVENT_ID_FIELDS, event_id
 from schemas.records import SCHEMA_VERSION
+from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.columnar import constant, decimal_from_fils
 from transforms.core.normalise import NormalisedPayment, Normaliser, payer_cpr
@@ -38,6 +39,11 @@ class RunContext:
     run_id: str
     ingested_micros: int
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+    @classmethod
+    def of(cls, run: Run, normaliser: Normaliser, max_event_bytes: int) -> RunContext:
+        """The context of one run: its id, and its clock as every row's `ingested_at`."""
+        return cls(normaliser, run.run_id, run.ingested_micros, max_event_bytes)
 
 
 @dataclass
@@ -185,7 +191,7 @@ def redacted_table(
     columns: dict[str, list[Any]] = {
         "error_code": [r.rejection.code.value for r in rows],
         "reason": [r.reason for r in rows],
-        "step": [r.rejection.step for r in rows],
+        "step": [r.rejection.step.value for r in rows],
         "channel": [r.channel for r in rows],
         "event_id": [r.event_id for r in rows],
         "raw": [r.raw for r in rows],
@@ -219,14 +225,16 @@ def _accepted_stats(rows: list[NormalisedPayment]) -> st.Stats:
     return stats
 
 
-def unprocessable(err: BaseException, step: str) -> Rejection:
+def unprocessable(err: BaseException, step: RejectStep) -> Rejection:
     """The rejection of an event whose processing raised: the class says what broke."""
-    return Rejection(RejectCode.UNPROCESSABLE, f"{step} failed with {type(err).__name__}", step)
+    return Rejection(
+        RejectCode.UNPROCESSABLE, f"{step.value} failed with {type(err).__name__}", step
+    )
 
 
 def _identifier_rejection(column: str) -> Rejection:
     reason = f"{column} holds a card number or the payer's CPR; it cannot be written"
-    return Rejection(RejectCode.PERSONAL_DATA_IN_ID, reason, "validate")
+    return Rejection(RejectCode.PERSONAL_DATA_IN_ID, reason, RejectStep.VALIDATE)
 
 
 def _validated(
@@ -236,13 +244,13 @@ def _validated(
     try:
         outcome = parse_event(payload, max_bytes)
     except (Exception, RecursionError) as err:  # one event never fails a run
-        return unprocessable(err, "parse")
+        return unprocessable(err, RejectStep.PARSE)
     if isinstance(outcome, Rejection):
         return outcome
     try:
         return normalise(outcome), payer_cpr(outcome)
     except Exception as err:
-        return unprocessable(err, "normalise")
+        return unprocessable(err, RejectStep.NORMALISE)
 
 
 def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:

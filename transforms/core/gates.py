@@ -58,6 +58,9 @@ class GateThresholds:
         )
 
 
+DEFAULT_GATES = GateThresholds()
+
+
 @dataclass(frozen=True)
 class GateResult:
     """One channel's gate: its level, the rejected share, and the threshold it was held to

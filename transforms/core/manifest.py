@@ -9,29 +9,18 @@ result of each channel's gate (transforms.core.gates), `quality_gate` the worst 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from schemas.enums import Channel
 from schemas.money import format_bhd
 from schemas.records import SCHEMA_VERSION
+from schemas.run import Run
 from transforms.core import stats as st
-from transforms.core.gates import GateThresholds, evaluate_gates, worst_level
+from transforms.core.gates import DEFAULT_GATES, GateThresholds, evaluate_gates, worst_level
 from transforms.core.stats import FAULT_REASONS
 
 CHANNELS = [c.value for c in Channel]
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    input_key: str
-    pipeline: str
-    output_root: str
-    started_at: str
-    inputs: list[tuple[str, int]] = field(default_factory=list)
-    gates: GateThresholds = field(default_factory=GateThresholds)
 
 
 def _channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, Any]:
@@ -48,8 +37,8 @@ def _channel_counts(stats: Mapping[str, int], channel: str) -> dict[str, Any]:
     }
 
 
-def _incomplete_inputs(info: RunInfo, stats: Mapping[str, int]) -> list[dict[str, Any]]:
-    sizes = dict(info.inputs)
+def _incomplete_inputs(run: Run, stats: Mapping[str, int]) -> list[dict[str, Any]]:
+    sizes = dict(run.inputs)
     return [
         {
             "path": path,
@@ -63,10 +52,11 @@ def _incomplete_inputs(info: RunInfo, stats: Mapping[str, int]) -> list[dict[str
 
 
 def build_manifest(
-    info: RunInfo,
+    run: Run,
     stats: Mapping[str, int],
     files_written: list[str],
     files_removed: list[str],
+    gate_thresholds: GateThresholds = DEFAULT_GATES,
 ) -> dict[str, Any]:
     """The manifest as a JSON-ready dict; `reconciles` is read == accepted + rejected + dups."""
     by_channel = {
@@ -78,17 +68,17 @@ def build_manifest(
         name: sum(c[name] for c in by_channel.values())
         for name in ("read", "accepted", "rejected", "duplicates")
     }
-    gates = evaluate_gates(by_channel, info.gates)
+    gates = evaluate_gates(by_channel, gate_thresholds)
     return {
-        "run_id": info.run_id,
-        "pipeline": info.pipeline,
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
         "schema_version": SCHEMA_VERSION,
-        "input_key": info.input_key,
-        "output_root": info.output_root,
-        "started_at": info.started_at,
+        "input_key": run.input_key,
+        "output_root": run.output_root,
+        "started_at": run.started_at_text,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "inputs": [{"path": p, "bytes": s} for p, s in info.inputs],
-        "incomplete_inputs": _incomplete_inputs(info, stats),
+        "inputs": [{"path": p, "bytes": s} for p, s in run.inputs],
+        "incomplete_inputs": _incomplete_inputs(run, stats),
         "counts": {**totals, "blank_lines_skipped": stats.get(st.BLANK_LINES, 0)},
         "reconciles": totals["read"]
         == totals["accepted"] + totals["rejected"] + totals["duplicates"]

@@ -13,18 +13,18 @@ from schemas.records import SCHEMA_VERSION, PaymentRecord
 from schemas.timekeeping import EPOCH_DATE, from_utc_micros, to_utc_micros
 from transforms.core.privacy import Pseudonymiser, card_last4
 
-# Raw status vocabularies -> the normalised PaymentStatus values.
-_PORTAL_STATUS = {
+# Raw status vocabularies -> the normalised PaymentStatus values (the bulk path reads them too).
+PORTAL_STATUS = {
     "PAID": PaymentStatus.SUCCESS.value,
     "DECLINED": PaymentStatus.FAILED.value,
     "REFUNDED": PaymentStatus.REFUNDED.value,
 }
-_APP_STATUS = {
+APP_STATUS = {
     "success": PaymentStatus.SUCCESS.value,
     "failure": PaymentStatus.FAILED.value,
     "refund": PaymentStatus.REFUNDED.value,
 }
-_KIOSK_STATUS = {
+KIOSK_STATUS = {
     "OK": PaymentStatus.SUCCESS.value,
     "DECLINED": PaymentStatus.FAILED.value,
     "CANCELLED": PaymentStatus.CANCELLED.value,
@@ -93,7 +93,7 @@ class Normaliser:
                 _PORTAL,
                 event.service["code"].upper(),
                 event.amount_fils,
-                _PORTAL_STATUS[event.status],
+                PORTAL_STATUS[event.status],
                 event.method,
                 to_utc_micros(event.paid_at),
                 event.payer["cpr"],
@@ -105,7 +105,7 @@ class Normaliser:
                 _MOBILE_APP,
                 event.service_code.upper(),
                 payment["amount"],
-                _APP_STATUS[payment["outcome"]],
+                APP_STATUS[payment["outcome"]],
                 payment["method"],
                 event.ts * 1000,
                 event.user["cpr"],
@@ -116,7 +116,7 @@ class Normaliser:
             _KIOSK,
             event.service.upper(),
             event.amount,
-            _KIOSK_STATUS[event.result],
+            KIOSK_STATUS[event.result],
             _KIOSK_METHOD,
             event.local_time,  # UTC microseconds (schemas.raw.BahrainWallClock)
             event.cpr,

@@ -10,7 +10,7 @@ import jiter
 import orjson
 from pydantic import ValidationError
 
-from schemas.enums import RejectCode
+from schemas.enums import RejectCode, RejectStep
 from schemas.raw import RAW_EVENT, RawModel
 
 # A payment event is a few hundred bytes; a line this long is a broken producer, and parsing
@@ -50,7 +50,7 @@ class Rejection:
 
     code: RejectCode
     reason: str
-    step: str
+    step: RejectStep
     channel: str | None = None
     event_id: str | None = None
 
@@ -74,15 +74,19 @@ def _unparseable(payload: bytes) -> Rejection:
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError as err:
-        return Rejection(RejectCode.INVALID_UTF8, f"not UTF-8 at byte {err.start}", "parse")
+        return Rejection(
+            RejectCode.INVALID_UTF8, f"not UTF-8 at byte {err.start}", RejectStep.PARSE
+        )
     try:
         orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         if "depth" in str(err) or "recursion" in str(err):
-            return Rejection(RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", "parse")
-        return Rejection(RejectCode.MALFORMED_JSON, f"malformed JSON: {err}", "parse")
+            return Rejection(
+                RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", RejectStep.PARSE
+            )
+        return Rejection(RejectCode.MALFORMED_JSON, f"malformed JSON: {err}", RejectStep.PARSE)
     # orjson took it, pydantic's parser did not: its nesting limit is the lower one.
-    return Rejection(RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", "parse")
+    return Rejection(RejectCode.TOO_DEEPLY_NESTED, "JSON nested too deeply", RejectStep.PARSE)
 
 
 def _describe(errors: list[Any]) -> str:
@@ -101,12 +105,14 @@ def _rejection_from(err: ValidationError, payload: bytes) -> Rejection:
     if first["type"] == "json_invalid":
         return _unparseable(payload)
     if first["type"] in ("model_attributes_type", "dict_type") and not first["loc"]:
-        return Rejection(RejectCode.NOT_AN_OBJECT, "an event must be a JSON object", "parse")
+        return Rejection(
+            RejectCode.NOT_AN_OBJECT, "an event must be a JSON object", RejectStep.PARSE
+        )
     channel = first["loc"][0] if first["loc"] else None
     return Rejection(
         _code_of(first),
         _describe(errors),
-        "validate",
+        RejectStep.VALIDATE,
         channel=str(channel) if channel is not None else None,
     )
 
@@ -151,15 +157,19 @@ def _duplicate_key(payload: bytes) -> Rejection | None:
     try:
         json.loads(payload, object_pairs_hook=_refuse_repeats)
     except _RepeatedKey as repeated:
-        return Rejection(RejectCode.DUPLICATE_KEY, _repeated_key_reason(repeated.key), "parse")
+        return Rejection(
+            RejectCode.DUPLICATE_KEY, _repeated_key_reason(repeated.key), RejectStep.PARSE
+        )
     except Exception:  # e.g. RecursionError, MemoryError: the check cannot be completed
         if complaint.startswith("Detected duplicate key"):
-            return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", "parse")
+            return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", RejectStep.PARSE)
         return Rejection(
-            RejectCode.MALFORMED_JSON, "JSON that could not be checked for repeated keys", "parse"
+            RejectCode.MALFORMED_JSON,
+            "JSON that could not be checked for repeated keys",
+            RejectStep.PARSE,
         )
     if complaint.startswith("Detected duplicate key"):  # the two parsers disagree: refuse it
-        return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", "parse")
+        return Rejection(RejectCode.DUPLICATE_KEY, "an object repeats a key", RejectStep.PARSE)
     return None  # jiter could not read it, the reference parser found no repeated key
 
 
@@ -169,7 +179,7 @@ def parse_event(payload: bytes, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Raw
         return Rejection(
             RejectCode.LINE_TOO_LONG,
             f"event of {len(payload)} bytes exceeds the limit of {max_bytes}",
-            "parse",
+            RejectStep.PARSE,
         )
     try:
         # The core validator itself: TypeAdapter.validate_json only adds a Python call layer.

@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.arrow import payment_schema
-from schemas.enums import RejectCode
+from schemas.enums import RejectCode, RejectStep
+from schemas.run import Run
 from schemas.timekeeping import EPOCH_DATE
 from transforms.core import stats as st
-from transforms.core.blocks import RejectedInput
+from transforms.core.blocks import RejectedInput, rejected_table
 from transforms.core.columnar import runs
 from transforms.core.validate import Rejection
 
@@ -317,7 +318,11 @@ def conflict_rejections(result: Deduplicated) -> Iterator[RejectedInput]:
     for row, detail in zip(rows, result.conflict_detail, strict=True):
         reason = f"event_id {row['event_id']} was already accepted; this one {detail}"
         rejection = Rejection(
-            RejectCode.DUPLICATE_CONFLICT, reason, "deduplicate", row["channel"], row["event_id"]
+            RejectCode.DUPLICATE_CONFLICT,
+            reason,
+            RejectStep.DEDUPLICATE,
+            row["channel"],
+            row["event_id"],
         )
         yield RejectedInput(
             rejection,
@@ -326,3 +331,13 @@ def conflict_rejections(result: Deduplicated) -> Iterator[RejectedInput]:
             row["source_line"],
             row["source_message_id"],
         )
+
+
+def rejected_conflicts(result: Deduplicated, run: Run) -> tuple[pa.Table, st.Stats]:
+    """The rejected rows of a de-duplication's conflicts, stamped with the run's lineage and
+    clock, and their count per channel: the one way every step that finds a conflict (batch
+    staging, streaming state, a streaming pane against the files) books it."""
+    table = rejected_table(conflict_rejections(result), run.run_id, run.ingested_micros)
+    code = RejectCode.DUPLICATE_CONFLICT.value
+    counts = Counter(result.conflicts["channel"].to_pylist())
+    return table, Counter({st.rejected_key(ch, code): n for ch, n in counts.items()})

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
+from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.core.scanner import FileScan
@@ -32,12 +33,23 @@ _EXISTING_COLUMNS = list(dict.fromkeys(["event_id", *CONTENT_COLUMNS, *AGGREGATE
 
 @dataclass(frozen=True)
 class WriteSettings:
-    """Where a run writes, and the key that names its files (derived from its input)."""
+    """How a batch run writes: the run (where, and the key that names its files, derived from
+    its input) and the size of its files."""
 
-    root: str
-    run_id: str
-    input_key: str
+    run: Run
     max_rows_per_file: int = DEFAULT_MAX_ROWS_PER_FILE
+
+    @property
+    def root(self) -> str:
+        return self.run.output_root
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def input_key(self) -> str:
+        return self.run.input_key
 
     def is_own(self, file_name: str) -> bool:
         """Whether a data file is this input's own (an earlier run of it wrote it, and this

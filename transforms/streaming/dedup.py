@@ -20,12 +20,11 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.enums import RejectCode
-from transforms.core import stats as st
-from transforms.core.blocks import rejected_table
+from schemas.run import Run
 from transforms.core.columnar import ArrowBlock, decode_ipc, plain_ipc
+from transforms.core.outputs import Output
 from transforms.dedup.recent import RecentIds, against_recent
-from transforms.dedup.table import conflict_rejections
+from transforms.dedup.table import rejected_conflicts
 
 DEFAULT_DEDUP_HORIZON_SECONDS = 24 * 3600
 # Enough keys for Dataflow to spread de-duplication over workers; few enough that the local
@@ -75,9 +74,9 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
     """
 
     def __init__(
-        self, run_id: str, horizon_seconds: int, now: Callable[[], Timestamp] = Timestamp.now
+        self, run: Run, horizon_seconds: int, now: Callable[[], Timestamp] = Timestamp.now
     ) -> None:
-        self._run_id = run_id
+        self._run = run
         self._horizon = horizon_seconds
         self._now = now  # the runner's processing-time clock; tests give TestStream's
         self._step = uuid.uuid4().hex  # survives pickling: names this step in _MEMORY
@@ -122,12 +121,11 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
             yield ArrowBlock.of(result.winners)
         stats: Counter[str] = Counter(result.stats)
         if result.conflicts.num_rows:
-            table = rejected_table(conflict_rejections(result), self._run_id, now.micros)
-            yield pvalue.TaggedOutput("rejected", ArrowBlock.of(table))
-            for channel in result.conflicts["channel"].to_pylist():
-                stats[st.rejected_key(channel, RejectCode.DUPLICATE_CONFLICT.value)] += 1
+            rejected, counts = rejected_conflicts(result, self._run)
+            yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
+            stats.update(counts)
         if stats:
-            yield pvalue.TaggedOutput("stats", dict(stats))
+            yield pvalue.TaggedOutput(Output.STATS.value, dict(stats))
 
     @userstate.on_timer(_IDLE)  # type: ignore[untyped-decorator]
     def expire(self, stored: Any = _RECENT_PARAM, version: Any = _VERSION_PARAM) -> None:
@@ -141,13 +139,13 @@ class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
 
     def __init__(
         self,
-        run_id: str,
+        run: Run,
         horizon_seconds: int = DEFAULT_DEDUP_HORIZON_SECONDS,
         buckets: int = DEFAULT_DEDUP_BUCKETS,
         now: Callable[[], Timestamp] = Timestamp.now,
     ) -> None:
         super().__init__()
-        self._fn = DeduplicateBlocksFn(run_id, horizon_seconds, now)
+        self._fn = DeduplicateBlocksFn(run, horizon_seconds, now)
         self._buckets = buckets
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
@@ -159,5 +157,7 @@ class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
                 tuple[int, ArrowBlock]  # an int key: deterministically encoded for state
             )
             | "FirstPerEventId"
-            >> beam.ParDo(self._fn).with_outputs("rejected", "stats", main="first")
+            >> beam.ParDo(self._fn).with_outputs(
+                Output.REJECTED.value, Output.STATS.value, main=Output.FIRST.value
+            )
         )

@@ -19,6 +19,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration
 
+from schemas.enums import PaneTiming
 from schemas.timekeeping import bahrain_day
 from transforms.core.aggregate import fils_of, sums
 
@@ -75,7 +76,7 @@ class LiveAggregate(NamedTuple):
     status: str
     payments: int
     amount_fils: int
-    pane_timing: str  # EARLY | ON_TIME | LATE
+    pane_timing: PaneTiming
     pane_index: int
 
 
@@ -87,6 +88,10 @@ def _add_pair(pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return count, fils
 
 
+# Beam's PaneInfoTiming values, by number.
+_TIMINGS = {0: PaneTiming.EARLY, 1: PaneTiming.ON_TIME, 2: PaneTiming.LATE}
+
+
 class _AsLiveAggregate(beam.DoFn):  # type: ignore[misc]
     def process(
         self,
@@ -96,7 +101,7 @@ class _AsLiveAggregate(beam.DoFn):  # type: ignore[misc]
     ) -> Iterator[LiveAggregate]:
         (channel, status), (payments, fils) = element
         start, end = win.start.micros, win.end.micros
-        timing = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}.get(pane.timing, "UNKNOWN")
+        timing = _TIMINGS.get(pane.timing, PaneTiming.UNKNOWN)
         yield LiveAggregate(
             start, end, bahrain_day(start), channel, status, payments, fils, timing, pane.index
         )

@@ -30,13 +30,11 @@ from apache_beam import pvalue
 from apache_beam.transforms import trigger, window
 
 from schemas import layout
-from schemas.arrow import payment_file_schema, payment_schema, rejected_schema
-from schemas.enums import GateLevel, RejectCode
+from schemas.arrow import live_schema, payment_file_schema, payment_schema, rejected_schema
+from schemas.enums import AggregateKind, GateLevel, PaneTiming
 from schemas.money import fils_to_decimal, format_bhd
-from schemas.timekeeping import to_utc_micros
+from schemas.run import Run
 from transforms.core import stats as st
-from transforms.core.aggregate import SUM_TYPE
-from transforms.core.blocks import rejected_table
 from transforms.core.columnar import ArrowBlock, concat_blocks
 from transforms.core.gates import (
     CHANNELS,
@@ -45,8 +43,9 @@ from transforms.core.gates import (
     GateThresholds,
     evaluate_gates,
 )
+from transforms.core.outputs import Output
 from transforms.core.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
-from transforms.dedup.table import against_existing, conflict_rejections, split_by_partition
+from transforms.dedup.table import against_existing, rejected_conflicts, split_by_partition
 from transforms.storage import lease
 from transforms.storage.files import (
     delete,
@@ -150,9 +149,10 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
     (`rejected`) and what it accepted (`stats`).
     """
 
-    def __init__(self, root: str, run_id: str) -> None:
-        self._root = root
-        self._run_id = run_id
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._root = run.output_root
+        self._run_id = run.run_id
 
     def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
         (channel, day), blocks = element
@@ -174,22 +174,20 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
                 log.info("wrote %d payments to %s", new.num_rows, final)
                 stats.update(accepted_stats(channel, new))
         if result.conflicts.num_rows:
-            now = to_utc_micros(datetime.now(timezone.utc))
-            rejected = rejected_table(conflict_rejections(result), self._run_id, now)
-            yield pvalue.TaggedOutput("rejected", ArrowBlock.of(rejected))
-            conflict = st.rejected_key(channel, RejectCode.DUPLICATE_CONFLICT.value)
-            stats[conflict] += result.conflicts.num_rows
+            rejected, counts = rejected_conflicts(result, self._run)
+            yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
+            stats.update(counts)
         if stats:
-            yield pvalue.TaggedOutput("stats", dict(stats))
+            yield pvalue.TaggedOutput(Output.STATS.value, dict(stats))
 
 
 class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
     """Blocks of first deliveries -> Parquet files in their own day's partition, every
     `every_seconds`; outputs the paths (`written`), rejected conflicts and stats."""
 
-    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+    def __init__(self, run: Run, every_seconds: int) -> None:
         super().__init__()
-        self._fn = WritePartitionPaneFn(root, run_id)
+        self._fn = WritePartitionPaneFn(run)
         self._every = every_seconds
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
@@ -202,17 +200,19 @@ class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
             | "EveryPaymentsPane" >> every(self._every)
             | "GroupPaneByPartition" >> beam.GroupByKey()
             | "WritePartitionFile"
-            >> beam.ParDo(self._fn).with_outputs("rejected", "stats", main="written")
+            >> beam.ParDo(self._fn).with_outputs(
+                Output.REJECTED.value, Output.STATS.value, main=Output.WRITTEN.value
+            )
         )
 
 
 class _OneFilePerPane(beam.PTransform):  # type: ignore[misc]
     """A sink that writes what it received during each processing-time pane as one file."""
 
-    def __init__(self, root: str, run_id: str, every_seconds: int) -> None:
+    def __init__(self, run: Run, every_seconds: int) -> None:
         super().__init__()
-        self._root = root
-        self._run_id = run_id
+        self._root = run.output_root
+        self._run_id = run.run_id
         self._every = every_seconds
 
     def _panes(self, elements: beam.PCollection, name: str) -> beam.PCollection:
@@ -258,7 +258,7 @@ class WriteStreamingRejected(_OneFilePerPane):
     def expand(self, rejected: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return self._panes(rejected, "Rejected") | "WriteRejectedFile" >> beam.FlatMap(
             write_rejected_pane, self._root, self._run_id
-        ).with_outputs("stats", main="written")
+        ).with_outputs(Output.STATS.value, main=Output.WRITTEN.value)
 
 
 def write_rejected_pane(
@@ -269,10 +269,10 @@ def write_rejected_pane(
     if table.num_rows:
         final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
         if _publish(table, root, run_id, final) is None:
-            yield pvalue.TaggedOutput("stats", {REFUSED_FILES: 1})
+            yield pvalue.TaggedOutput(Output.STATS.value, {REFUSED_FILES: 1})
         else:
             yield final
-            yield pvalue.TaggedOutput("stats", rejected_stats(table))
+            yield pvalue.TaggedOutput(Output.STATS.value, rejected_stats(table))
 
 
 class WriteStreamingStats(_OneFilePerPane):
@@ -283,10 +283,8 @@ class WriteStreamingStats(_OneFilePerPane):
     The gates' thresholds are the pipeline's --gate_* options unless given.
     """
 
-    def __init__(
-        self, root: str, run_id: str, every_seconds: int, gates: GateThresholds | None = None
-    ) -> None:
-        super().__init__(root, run_id, every_seconds)
+    def __init__(self, run: Run, every_seconds: int, gates: GateThresholds | None = None) -> None:
+        super().__init__(run, every_seconds)
         self._gates = gates
 
     def thresholds(self, pipeline: beam.Pipeline) -> GateThresholds:
@@ -340,34 +338,16 @@ def write_stats_pane(
     totals = st.totals_by_kind(merged)
     log.info(
         "processed: read %d, accepted %d, rejected %d, duplicates %d",
-        *(totals.get(kind, 0) for kind in ("read", "accepted", "rejected", "duplicates")),
+        *(totals.get(kind, 0) for kind in (st.READ, st.ACCEPTED, st.REJECTED, st.DUPLICATES)),
     )
     yield path
-
-
-_TS = pa.timestamp("us", tz="UTC")
-LIVE_SCHEMA = pa.schema(
-    [
-        pa.field("window_start", _TS, nullable=False),
-        pa.field("window_end", _TS, nullable=False),
-        pa.field("event_date", pa.date32(), nullable=False),
-        pa.field("channel", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("payments", pa.int64(), nullable=False),
-        # A window's sum, like every aggregate: decimal(38,3), never wrapping
-        # (transforms.core.aggregate)
-        pa.field("amount", SUM_TYPE, nullable=False),
-        pa.field("pane_timing", pa.string(), nullable=False),
-        pa.field("pane_index", pa.int64(), nullable=False),
-    ]
-)
 
 
 def watermark_lag_seconds(panes: Iterable[Any], now_seconds: float) -> float | None:
     """How far the event-time watermark is behind now, as far as these panes tell: an on-time
     pane fires when the watermark passes its window's end, so the latest such end is a lower
     bound of the watermark. None when no on-time pane is among them."""
-    ends = [p.window_end_micros for p in panes if p.pane_timing == "ON_TIME"]
+    ends = [p.window_end_micros for p in panes if p.pane_timing == PaneTiming.ON_TIME]
     return max(0.0, now_seconds - max(ends) / 1_000_000) if ends else None
 
 
@@ -382,7 +362,7 @@ def live_json(pane: Any) -> bytes:
             "status": pane.status,
             "payments": pane.payments,
             "amount": format_bhd(pane.amount_fils),
-            "pane_timing": pane.pane_timing,
+            "pane_timing": PaneTiming(pane.pane_timing).value,
             "pane_index": pane.pane_index,
         }
     )
@@ -409,20 +389,27 @@ def _iso(micros: int) -> str:
 
 
 def live_table(panes: Iterable[Any]) -> pa.Table:
-    """LiveAggregate panes as rows of aggregates/live/ (window bounds as UTC timestamps)."""
+    """LiveAggregate panes as rows of aggregates/live/, in the columns of the schema of record
+    (`schemas.records.LiveWindowAggregate`; window bounds as UTC timestamps)."""
     rows = list(panes)
-    columns = [
-        pa.array([p.window_start_micros for p in rows], pa.int64()).cast(_TS),
-        pa.array([p.window_end_micros for p in rows], pa.int64()).cast(_TS),
-        pa.array([p.event_date for p in rows], pa.date32()),
-        pa.array([p.channel for p in rows], pa.string()),
-        pa.array([p.status for p in rows], pa.string()),
-        pa.array([p.payments for p in rows], pa.int64()),
-        pa.array([fils_to_decimal(p.amount_fils) for p in rows], SUM_TYPE),
-        pa.array([p.pane_timing for p in rows], pa.string()),
-        pa.array([p.pane_index for p in rows], pa.int64()),
-    ]
-    return pa.Table.from_arrays(columns, schema=LIVE_SCHEMA)
+    schema = live_schema()
+
+    def instants(micros: list[int], name: str) -> pa.Array:
+        return pa.array(micros, pa.int64()).cast(schema.field(name).type)
+
+    columns = {
+        "window_start": instants([p.window_start_micros for p in rows], "window_start"),
+        "window_end": instants([p.window_end_micros for p in rows], "window_end"),
+        "event_date": [p.event_date for p in rows],
+        "channel": [p.channel for p in rows],
+        "status": [p.status for p in rows],
+        "payments": [p.payments for p in rows],
+        "amount": [fils_to_decimal(p.amount_fils) for p in rows],
+        "pane_timing": [PaneTiming(p.pane_timing).value for p in rows],
+        "pane_index": [p.pane_index for p in rows],
+    }
+    arrays = [pa.array(columns[f.name], f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class WriteLiveAggregates(_OneFilePerPane):
@@ -444,7 +431,8 @@ def write_live_pane(element: tuple[None, Iterable[Any]], root: str, run_id: str)
         log.info("live aggregates: the event-time watermark is %.0f s behind now", lag)
     table = live_table(panes)
     if table.num_rows:
-        final = layout.join(root, layout.AGGREGATES, "live", layout.pane_part_name(run_id))
+        live = layout.join(root, layout.AGGREGATES, AggregateKind.LIVE.value)
+        final = layout.join(live, layout.pane_part_name(run_id))
         if _publish(table, root, run_id, final) is None:
             _write_refusal_stats(root, run_id, REFUSED_FILES)
         else:
