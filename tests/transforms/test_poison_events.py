@@ -73,6 +73,8 @@ def test_an_exception_inside_processing_becomes_an_unprocessable_row(
     def explode(*_: Any) -> Any:
         raise MemoryError("simulated")
 
+    # Both paths raise: the bulk path's block falls back to the reference path, which books it.
+    monkeypatch.setattr(blocks.BulkNormaliser, "__call__", explode)
     monkeypatch.setattr(blocks, "parse_event", explode)
     result = _run(json.dumps(EVENTS["portal"]).encode())
     row = result.rejected.to_pylist()[0]

@@ -6,12 +6,15 @@ crossing) off the per-event path; see beam-notes.md for the measurements behind 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -21,6 +24,7 @@ from schemas.raw import EVENT_ID_FIELDS, event_id
 from schemas.records import SCHEMA_VERSION
 from schemas.run import Run
 from transforms.core import stats as st
+from transforms.core.bulk import NOTHING_ACCEPTED, BulkAccepted, BulkNormaliser, business_schema
 from transforms.core.columnar import constant, decimal_from_fils
 from transforms.core.normalise import NormalisedPayment, Normaliser, payer_cpr
 from transforms.core.privacy import Strength, event_secrets, raw_text, redact_raw, redact_text
@@ -29,16 +33,28 @@ from transforms.core.scanner import screen_accepted
 from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES, Rejection, parse_event
 
 _TS = pa.timestamp("us", tz="UTC")
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What every block of one run shares: how to normalise, and the lineage to stamp."""
+    """What every block of one run shares: how to normalise, and the lineage to stamp.
+
+    `bulk` turns on the bulk path (`transforms.core.bulk`), which accepts the canonical lines
+    a block at a time and leaves the rest to the reference path; off, every event goes
+    through pydantic and the Normaliser one at a time (what the differential tests compare).
+    """
 
     normaliser: Normaliser
     run_id: str
     ingested_micros: int
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    bulk: bool = True
+
+    @cached_property
+    def bulk_normaliser(self) -> BulkNormaliser:
+        return BulkNormaliser(self.normaliser.pseudonymise, self.normaliser.enrichment)
 
     @classmethod
     def of(cls, run: Run, normaliser: Normaliser, max_event_bytes: int) -> RunContext:
@@ -78,23 +94,36 @@ def claimed_identity(payload: bytes) -> tuple[str | None, str | None]:
     return channel[:_MAX_CLAIMED_CHARS], claimed
 
 
-def _accepted_table(
-    rows: list[NormalisedPayment],
+def _business_table(rows: list[NormalisedPayment]) -> pa.Table:
+    """The payment columns of normalised payments, without lineage (`business_schema`)."""
+    schema = business_schema()
+    if not rows:
+        return schema.empty_table()
+    by_name = dict(zip(NormalisedPayment._fields, zip(*rows, strict=True), strict=True))
+    columns: dict[str, pa.Array] = {
+        "amount": decimal_from_fils(by_name["amount_fils"]),
+        "occurred_at": pa.array(by_name["occurred_micros"], pa.int64()).cast(_TS),
+        "event_date": pa.array(by_name["event_day"], pa.int32()).cast(pa.date32()),
+    }
+    arrays = [
+        columns[f.name] if f.name in columns else pa.array(by_name[f.name], f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _with_lineage(
+    business: pa.Table,
     lines: list[int] | None,
     messages: list[str] | None,
     source: str | None,
     ctx: RunContext,
 ) -> pa.Table:
+    """Accepted rows with where each came from and which run wrote it (`payment_schema`)."""
     schema = payment_schema()
-    n = len(rows)
+    n = business.num_rows
     if n == 0:
         return schema.empty_table()
-    cols = list(zip(*rows, strict=True))
-    by_name = dict(zip(NormalisedPayment._fields, cols, strict=True))
     columns: dict[str, pa.Array] = {
-        "amount": decimal_from_fils(by_name["amount_fils"]),
-        "occurred_at": pa.array(by_name["occurred_micros"], pa.int64()).cast(_TS),
-        "event_date": pa.array(by_name["event_day"], pa.int32()).cast(pa.date32()),
         "source_file": constant(source, n, pa.string()),
         "source_line": pa.array(lines, pa.int64()) if lines else constant(None, n, pa.int64()),
         "source_message_id": (
@@ -105,7 +134,8 @@ def _accepted_table(
         "schema_version": constant(SCHEMA_VERSION, n, pa.int64()),
     }
     arrays = [
-        columns[f.name] if f.name in columns else pa.array(by_name[f.name], f.type) for f in schema
+        columns[f.name] if f.name in columns else business.column(f.name).combine_chunks()
+        for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -212,15 +242,17 @@ def redacted_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _accepted_stats(rows: list[NormalisedPayment]) -> st.Stats:
+def _accepted_stats(
+    channels: Sequence[str], unknown_service: Sequence[bool], unmasked_card: Sequence[bool]
+) -> st.Stats:
     """Read counts and data-quality warnings of the accepted rows, per channel."""
     stats: st.Stats = Counter()
-    counts = Counter((r.channel, r.unknown_service, r.unmasked_card) for r in rows)
-    for (channel, unknown_service, unmasked_card), n in counts.items():
+    counts = Counter(zip(channels, unknown_service, unmasked_card, strict=True))
+    for (channel, unknown, unmasked), n in counts.items():
         stats[st.read_key(channel)] += n
-        if unknown_service:
+        if unknown:
             stats[st.warning_key(channel, QualityWarning.UNKNOWN_SERVICE.value)] += n
-        if unmasked_card:
+        if unmasked:
             stats[st.warning_key(channel, QualityWarning.UNMASKED_CARD_NUMBER.value)] += n
     return stats
 
@@ -253,15 +285,38 @@ def _validated(
         return unprocessable(err, RejectStep.NORMALISE)
 
 
+def _bulk(block: RawBlock, ctx: RunContext) -> BulkAccepted:
+    """What the bulk path accepts of a block; nothing (every event to the reference path) when
+    it is off, or if it fails: a block never fails for its sake."""
+    if not ctx.bulk:
+        return NOTHING_ACCEPTED
+    try:
+        return ctx.bulk_normaliser(block.payloads, ctx.max_event_bytes)
+    except Exception:
+        log.warning(
+            "bulk path failed on a block of %s; validating it event by event",
+            block.source,
+            exc_info=True,
+        )
+        return NOTHING_ACCEPTED
+
+
 def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
-    """Validate and normalise every event of a block; each one is accepted or rejected."""
+    """Validate and normalise every event of a block; each one is accepted or rejected.
+
+    The bulk path takes the canonical lines; the reference path (pydantic, then the
+    Normaliser) every other one, in block order, so both give one table in line order."""
+    bulk = _bulk(block, ctx)
     rows: list[NormalisedPayment] = []
     cprs: list[str | None] = []
     kept: list[int] = []
     rejections: list[RejectedInput] = []
     source_file = block.source if block.line_numbers is not None else None
     normalise, max_bytes = ctx.normaliser, ctx.max_event_bytes
+    taken = set(bulk.rows)
     for index, payload in enumerate(block.payloads):
+        if index in taken:
+            continue
         outcome = _validated(payload, normalise, max_bytes)
         if isinstance(outcome, Rejection):
             line, message = block.origin(index)
@@ -270,9 +325,18 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
             rows.append(outcome[0])
             cprs.append(outcome[1])
             kept.append(index)
+    business = _business_table(rows)
+    unknown = [r.unknown_service for r in rows]
+    unmasked = [r.unmasked_card for r in rows]
+    if bulk.rows:
+        order = np.argsort(np.asarray(bulk.rows + kept, dtype=np.int64), kind="stable").tolist()
+        business = pa.concat_tables([bulk.table, business]).take(pa.array(order, pa.int64()))
+        kept, cprs = _ordered(bulk.rows + kept, order), _ordered(bulk.cprs + cprs, order)
+        unknown = _ordered(bulk.unknown_service + unknown, order)
+        unmasked = _ordered(bulk.unmasked_card + unmasked, order)
     lines = [block.line_numbers[i] for i in kept] if block.line_numbers is not None else None
     messages = [block.message_ids[i] for i in kept] if block.message_ids is not None else None
-    accepted = _accepted_table(rows, lines, messages, source_file, ctx)
+    accepted = _with_lineage(business, lines, messages, source_file, ctx)
     screening_started = time.thread_time()  # CPU time of this thread: the cost, not waits
     accepted, holding_secrets = screen_accepted(accepted, cprs)
     if holding_secrets:
@@ -283,13 +347,13 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
             rejections.append(
                 RejectedInput(rejection, block.payloads[index], source_file, line, message)
             )
-        keep = [row for row in range(len(rows)) if row not in holding_secrets]
+        keep = [row for row in range(len(kept)) if row not in holding_secrets]
         accepted = accepted.take(pa.array(keep, pa.int64()))
-        rows = [rows[row] for row in keep]
+        unknown, unmasked = _ordered(unknown, keep), _ordered(unmasked, keep)
     rows_shown = [redacted(r) for r in rejections]
     privacy_seconds = time.thread_time() - screening_started
     rejected = redacted_table(rows_shown, ctx.run_id, ctx.ingested_micros)
-    stats = _accepted_stats(rows)
+    stats = _accepted_stats(accepted.column("channel").to_pylist(), unknown, unmasked)
     if block.blank_lines:
         stats[st.BLANK_LINES] += block.blank_lines
     for channel, code in zip(
@@ -301,6 +365,10 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         stats[st.read_key(known)] += 1
         stats[st.rejected_key(known, code)] += 1
     return BlockResult(accepted, rejected, stats, privacy_seconds)
+
+
+def _ordered(values: list[_T], order: Sequence[int]) -> list[_T]:
+    return [values[i] for i in order]
 
 
 _CHANNELS = frozenset(c.value for c in Channel)

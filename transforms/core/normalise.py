@@ -83,8 +83,12 @@ class Normaliser:
     """Callable mapping each channel's validated raw model to a `NormalisedPayment`."""
 
     def __init__(self, pseudonymise: Pseudonymiser, catalogue: Catalogue) -> None:
-        self._pseudonymise = pseudonymise
-        self._enrichment = {s.code: (s.name_en, s.name_ar, s.entity) for s in catalogue.services}
+        self.pseudonymise = pseudonymise
+        # What the catalogue adds to a service code: (name_en, name_ar, entity). The bulk path
+        # enriches from this same mapping.
+        self.enrichment: dict[str, tuple[str, str, str]] = {
+            s.code: (s.name_en, s.name_ar, s.entity) for s in catalogue.services
+        }
 
     def __call__(self, event: RawModel) -> NormalisedPayment:
         if isinstance(event, PortalEvent):
@@ -139,8 +143,8 @@ class Normaliser:
     ) -> NormalisedPayment:
         # This runs once per event: one dictionary lookup for the catalogue enrichment, and
         # the tuple built without NamedTuple's keyword-parsing constructor.
-        name_en, name_ar, entity = self._enrichment.get(service_code, _NOT_IN_CATALOGUE)
-        payer_key = self._pseudonymise(cpr) if cpr is not None else None
+        name_en, name_ar, entity = self.enrichment.get(service_code, _NOT_IN_CATALOGUE)
+        payer_key = self.pseudonymise(cpr) if cpr is not None else None
         last4, unmasked = card_last4(card) if card else (None, False)
         kiosk_id, kiosk_site, app_id, app_version, app_os = extras
         return _new_payment(
