@@ -53,6 +53,10 @@ DEFAULT_RUNNER = "FnApiRunner"
 # for one, within 1.4 GB in all (benchmarks/RESULTS.md). Threads would share one GIL, and
 # Beam's multi_threading mode has been seen losing GroupByKey data (beam-notes.md).
 DEFAULT_LOCAL_WORKERS = 2
+# Up to this much input the local runner works in this process alone: starting a worker
+# process costs an import of Beam (~2.5 s here), more than the work of a night's files
+# (benchmarks/RESULTS.md, "A night").
+SMALL_INPUT_BYTES = 32 * 1024 * 1024
 # Exit statuses of main(): 1 is any other error (2 a command-line error, pipelines/cli.py).
 EXIT_NOT_RECONCILED = 3
 EXIT_SECRET_IN_OUTPUT = 4
@@ -173,6 +177,18 @@ def _parser() -> cli.Parser:
     return parser
 
 
+def _local_workers(options: PipelineOptions, argv: Sequence[str], input_bytes: int) -> None:
+    """Worker processes for the local runner, unless the command line names them: one, in
+    this process, for a small input (each worker process imports Beam again, seconds that a
+    night's landing files do not repay); two for anything larger (CPU-bound validation)."""
+    direct = options.view_as(DirectOptions)
+    if "--direct_num_workers" not in " ".join(argv):
+        many = input_bytes > SMALL_INPUT_BYTES
+        direct.direct_num_workers = min(DEFAULT_LOCAL_WORKERS, os.cpu_count() or 1) if many else 1
+    if direct.direct_num_workers > 1 and "--direct_running_mode" not in " ".join(argv):
+        direct.direct_running_mode = "multi_processing"
+
+
 def plan(argv: Sequence[str]) -> BatchPlan:
     """Check the command line, list and fingerprint the inputs, and name the run; nothing is
     written yet. Refuses a bad command line (exit 2) and inputs that are not there."""
@@ -181,13 +197,6 @@ def plan(argv: Sequence[str]) -> BatchPlan:
     parser.require(known, "input", "output")
     cli.check_output(known.output, network=not known.dry_run)
     options = PipelineOptions(argv)
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
-        direct = options.view_as(DirectOptions)
-        if "--direct_num_workers" not in " ".join(argv):
-            direct.direct_num_workers = min(DEFAULT_LOCAL_WORKERS, os.cpu_count() or 1)
-        if direct.direct_num_workers > 1 and "--direct_running_mode" not in " ".join(argv):
-            direct.direct_running_mode = "multi_processing"
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
@@ -195,6 +204,9 @@ def plan(argv: Sequence[str]) -> BatchPlan:
     files = match_inputs(options.view_as(BatchOptions).input)
     with ThreadPoolExecutor(max_workers=4) as pool:  # zlib and GCS reads release the GIL
         fingerprints = list(pool.map(fingerprint, [f.path for f in files]))
+    if options.view_as(StandardOptions).runner is None:
+        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+        _local_workers(options, argv, sum(f.size for f in files))
     run = Run.start(BATCH, common.output, input_key(files, fingerprints), files)
     return BatchPlan(
         run, options, key, GateThresholds.from_options(options), time.monotonic() - checking

@@ -115,6 +115,9 @@ class GeneratorConfig:
     late_rate: float = 0.02  # valid events delivered 1-5 days after their Bahrain day
     full_pan_rate: float = 0.05  # kiosk events whose card is a full PAN (old firmware)
     gzip: bool = False
+    # The kinds invalid lines rotate over (tools/_generate_invalid.py): all of them unless
+    # chosen, e.g. REALISTIC_INVALID_KINDS for a benchmark that should not be mostly huge lines.
+    invalid_kinds: tuple[str, ...] = defects.INVALID_KINDS
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.scale <= 0:
@@ -122,6 +125,12 @@ class GeneratorConfig:
         rates = (self.invalid_rate, self.duplicate_rate, self.conflict_rate, self.late_rate)
         if not all(0 <= rate <= 1 for rate in (*rates, self.full_pan_rate)):
             raise ValueError("rates must be fractions between 0 and 1")
+        unknown = sorted(set(self.invalid_kinds) - set(defects.INVALID_KINDS))
+        if unknown or not self.invalid_kinds:
+            raise ValueError(
+                f"invalid kinds must be some of {', '.join(defects.INVALID_KINDS)}"
+                + (f"; not {', '.join(unknown)}" if unknown else "")
+            )
 
     @property
     def dates(self) -> list[date]:
@@ -471,14 +480,17 @@ class _Generator:
             conflict = defects.make_conflict(valid.line, valid.fils, rng)
             entries += self._redeliver(key, n, conflict, day, channel)
         totals.conflicts += k
-        for _ in range(self._quota("invalid", channel, n, cfg.invalid_rate)):
+        # A channel none of the chosen kinds can break (only wrong_currency, for a kiosk) gets
+        # no invalid line.
+        can_break = set(cfg.invalid_kinds) & set(defects.kinds_for(channel))
+        for _ in range(self._quota("invalid", channel, n, cfg.invalid_rate) if can_break else 0):
             entries.append((rng.random() * max(n, 1), self._invalid(day, channel)))
         entries.sort(key=lambda entry: entry[0])  # stable: ties keep insertion order
         return [line for _, line in entries]
 
     def _invalid(self, day: date, channel: Channel) -> bytes:
         """An invalid line; kinds rotate over all channels so that every kind shows up soon."""
-        kinds, applicable = defects.INVALID_KINDS, defects.kinds_for(channel)
+        kinds, applicable = self.cfg.invalid_kinds, defects.kinds_for(channel)
         while kinds[self.invalid_turn % len(kinds)] not in applicable:
             self.invalid_turn += 1
         kind = kinds[self.invalid_turn % len(kinds)]
@@ -532,6 +544,13 @@ _KNOBS = (
 )
 
 
+def _kinds(text: str) -> tuple[str, ...]:
+    """--invalid-kinds: a comma-separated list, or `realistic` (every kind but huge_line)."""
+    if text.strip() == "realistic":
+        return defects.REALISTIC_INVALID_KINDS
+    return tuple(kind.strip() for kind in text.split(",") if kind.strip())
+
+
 def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
     parser = cli.Parser(
         prog="python -m tools.generate",
@@ -555,6 +574,9 @@ def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
     add("--seed", type=int, help="random seed: same options and seed give the same bytes")
     for knob, what in _KNOBS:
         add(f"--{knob}-rate", type=float, metavar="F", help=what)
+    add("--invalid-kinds", metavar="K,K", type=_kinds,
+        help="the invalid kinds to rotate over (default: all), or `realistic` for all but "
+        "huge_line: " + ", ".join(defects.INVALID_KINDS))  # fmt: skip
     add("--gzip", action="store_true", default=None, help="write .jsonl.gz files")
     args = vars(parser.parse(argv))
     cli.check_output(args["out"], "--out")

@@ -20,6 +20,7 @@ import pytest
 
 from schemas.catalogue import load_catalogue
 from schemas.enums import Channel
+from tools._generate_invalid import REALISTIC_INVALID_KINDS
 from tools.generate import (
     PROFILES,
     PUBLISHED_H1_2017,
@@ -321,6 +322,27 @@ def test_every_invalid_kind_appears_when_the_rate_is_high(dirty: tuple[Path, Any
     _, totals = dirty
     assert len(totals["invalid_by_kind"]) == 17
     assert all(count > 0 for count in totals["invalid_by_kind"].values()), totals["invalid_by_kind"]
+
+
+def test_chosen_invalid_kinds_are_the_only_ones_written(tmp_path: Path) -> None:
+    chosen = ("bad_cpr", "zero_amount")
+    totals = generate(replace(DIRTY, days=1, invalid_kinds=chosen), str(tmp_path))
+    written = {kind for kind, count in totals["invalid_by_kind"].items() if count}
+    assert written == set(chosen)
+    assert _recount(tmp_path)["counts"]["invalid"] == totals["invalid_lines"]
+
+
+def test_realistic_invalid_kinds_write_no_huge_line(tmp_path: Path) -> None:
+    config = replace(DIRTY, days=1, invalid_kinds=REALISTIC_INVALID_KINDS)
+    generate(config, str(tmp_path))
+    assert all(len(line) < 1 << 20 for _, line in _lines(tmp_path))
+
+
+def test_an_unknown_invalid_kind_is_refused_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--out", str(tmp_path), "--invalid-kinds", "bad_cpr,no_such_kind"]) == 2
+    assert "no_such_kind" in capsys.readouterr().err
 
 
 def test_invalid_lines_include_the_nasty_ones(dirty: tuple[Path, Any]) -> None:

@@ -1,0 +1,52 @@
+"""What `batch.plan` decides before any work: the run, and how many local workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import DirectOptions
+
+from pipelines import batch
+from tests.samples import PORTAL_EVENT
+
+# The plan resolves the pseudonymisation key source: the tests' key in the environment.
+pytestmark = pytest.mark.usefixtures("key_env")
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    path = tmp_path / "in" / "portal.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(PORTAL_EVENT + b"\n")
+    return path
+
+
+def _workers(plan: batch.BatchPlan) -> tuple[int, str | None]:
+    direct = plan.options.view_as(DirectOptions)
+    return direct.direct_num_workers, direct.direct_running_mode
+
+
+def test_a_small_input_runs_in_this_process(small: Path, tmp_path: Path) -> None:
+    plan = batch.plan(["--input", str(small), "--output", str(tmp_path / "out")])
+    assert _workers(plan)[0] == 1
+
+
+def test_a_large_input_gets_two_worker_processes(tmp_path: Path) -> None:
+    large = tmp_path / "large.jsonl"
+    with large.open("wb") as handle:
+        handle.truncate(batch.SMALL_INPUT_BYTES + 1)
+    plan = batch.plan(["--input", str(large), "--output", str(tmp_path / "out")])
+    assert _workers(plan) == (2, "multi_processing")
+
+
+def test_workers_named_on_the_command_line_are_kept(small: Path, tmp_path: Path) -> None:
+    argv = ["--input", str(small), "--output", str(tmp_path / "out"), "--direct_num_workers", "2"]
+    assert _workers(batch.plan(argv)) == (2, "multi_processing")
+
+
+def test_the_plan_names_the_run_by_its_inputs(small: Path, tmp_path: Path) -> None:
+    plan = batch.plan(["--input", str(small), "--output", str(tmp_path / "out") + "/"])
+    assert plan.run.inputs == ((str(small), small.stat().st_size),)
+    assert plan.run.output_root == str(tmp_path / "out")
+    assert plan.run.input_key == batch.plan(["--input", str(small), "--output", "x"]).run.input_key
