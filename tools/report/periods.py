@@ -65,14 +65,15 @@ def _month_end(year: int, month: int) -> date:
 
 def parse_period(text: str) -> Period:
     """`YYYY-H1|H2`, `YYYY-Q1..Q4` or `YYYY`; anything else is a ValueError that says so."""
+    forms = "use YYYY-H1, YYYY-H2, YYYY-Q1..YYYY-Q4 or YYYY"
     match = _PATTERN.match(text.strip())
     if match is None:
-        raise ValueError(f"period {text!r}: use YYYY-H1, YYYY-H2, YYYY-Q1..YYYY-Q4 or YYYY")
+        raise ValueError(f"period {text!r}: {forms}")
     year, kind = int(match["year"]), match["kind"] or "Y"
     number = int(match["n"]) if match["n"] else 1
     months = {"Y": 12, "H": 6, "Q": 3}[kind]
     if number < 1 or number * months > 12:
-        raise ValueError(f"period {text!r}: a year has 2 halves and 4 quarters")
+        raise ValueError(f"period {text!r}: a year has 2 halves and 4 quarters; {forms}")
     first = (number - 1) * months + 1
     last = first + months - 1
     label = str(year) if kind == "Y" else f"{year}-{kind}{number}"
