@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -207,3 +209,68 @@ def test_a_page_refers_to_nothing_outside_itself(h1: Built, lang: str) -> None:
     assert page.refs
     assert all(ref.startswith("data:image/png;base64,") for ref in page.refs)
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", html, re.I)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does): the "
+    "report pages were not rendered by a browser",
+)
+# The browser's own background requests (time, accounts, dictionaries) have no origin; a
+# page's, from a file:// page, have the opaque origin "null".
+_BROWSER_ITSELF = "not an origin"
+
+
+def _chromium(page: Path, work: Path, *args: str) -> tuple[str, list[str]]:
+    """Run headless chromium on a page with every request sent to a closed local port (nothing
+    can leave the machine); its stdout, and the http(s)/ws URLs the page itself asked for."""
+    netlog = work / "netlog.json"
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        "--no-first-run", f"--user-data-dir={work / 'profile'}",
+        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+        f"--log-net-log={netlog}", *args, page.as_uri(),
+    ]  # fmt: skip
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=90, check=True)
+    text = netlog.read_text(encoding="utf-8").rstrip()
+    log = json.loads(text if text.endswith("}") else text.rstrip(",") + "]}")
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    asked = [
+        str(event["params"]["url"])
+        for event in log["events"]
+        if event["type"] == start
+        and event.get("params", {}).get("initiator", _BROWSER_ITSELF) != _BROWSER_ITSELF
+    ]
+    return ran.stdout, [url for url in asked if not url.startswith(("file:", "data:"))]
+
+
+def _not_blank(png: Path) -> float:
+    """The share of the screenshot's pixels that are not the page's white."""
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(png))[..., :3]
+    return float((pixels.min(axis=2) < 0.9).mean())
+
+
+@needs_chromium
+def test_the_net_catches_a_page_that_asks_for_the_network(tmp_path: Path) -> None:
+    page = tmp_path / "leaky.html"
+    page.write_text('<html><body><img src="http://example.org/x.png">x</body></html>')
+    _, asked = _chromium(page, tmp_path, "--screenshot=" + str(tmp_path / "leaky.png"))
+    assert asked == ["http://example.org/x.png"]
+
+
+@needs_chromium
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_a_browser_renders_a_page_offline(h1: Built, lang: str, tmp_path: Path) -> None:
+    shot = tmp_path / f"report.{lang}.png"
+    page = h1.report / f"report.{lang}.html"
+    _, asked = _chromium(page, tmp_path, "--window-size=1280,2400", f"--screenshot={shot}")
+    assert asked == []
+    assert _not_blank(shot) > 0.05  # text, tables and charts, not an empty white page
+    dom, asked = _chromium(page, tmp_path / "dom", "--dump-dom")
+    assert asked == []
+    expected = '<html lang="ar" dir="rtl">' if lang == "ar" else '<html lang="en" dir="ltr">'
+    assert expected in dom.split("<head>")[0]
+    assert "<img" in dom
