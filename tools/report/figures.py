@@ -198,7 +198,9 @@ def _press(channels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _parts(key: str, fig: dict[str, Any], period: Period, compare: Period | None) -> Any:
+def _parts(
+    key: str, fig: dict[str, Any], period: Period, compare: Period | None
+) -> press.SentenceParts:
     entry = fig["press"][key]
 
     def figure(name: str) -> press.PressFigure:
