@@ -209,7 +209,10 @@ def test_a_page_refers_to_nothing_outside_itself(h1: Built, lang: str) -> None:
     page = _read(h1.report / f"report.{lang}.html")
     assert page.refs
     assert all(ref.startswith("data:image/png;base64,") for ref in page.refs)
-    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", html, re.I)
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import", html, re.I)
+    fonts = re.findall(r"url\(([^)]*)\)", html)
+    assert len(fonts) == 2  # the font, regular and bold, inline
+    assert all(url.startswith("data:font/ttf;base64,") for url in fonts)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,7 +1,7 @@
 """The report's two static pages, English and Arabic, from figures.json and the charts.
 
-Self-contained: the CSS is inline, the charts are base64 PNG, fonts are the reader's own; the
-page names no address, so it opens offline and from an e-mail attachment alike. Every number is
+Self-contained: the CSS, the font (`fonts`) and the charts (base64 PNG) are inline; the page
+names no address, so it opens offline and from an e-mail attachment alike. Every number is
 a `<data value=… data-key=…>` element naming the figures.json path it shows: a test reads
 each one back, and nothing else on a page holds a digit.
 """
@@ -17,11 +17,12 @@ from schemas.catalogue import CHANNEL_NAMES
 from schemas.enums import Channel
 from tools.report import press
 from tools.report.figures import ALL, CHANNELS, OUTCOMES, lookup, sentences
+from tools.report.fonts import font_face_css
 from tools.report.periods import parse_period
 from tools.report.text import LABELS, REJECT_REASONS, STATUS_NAMES
 
 _CSS = """
-body{font-family:"DejaVu Sans","Noto Sans Arabic","Noto Naskh Arabic",Arial,sans-serif;
+body{font-family:"Report Sans","DejaVu Sans",Arial,sans-serif;
 margin:2rem auto;max-width:68rem;padding:0 1.5rem;color:#1d2329;line-height:1.5}
 h1{font-size:1.6rem;margin-bottom:.2rem;color:#b5121b}h2{font-size:1.2rem;margin-top:2rem;
 border-bottom:2px solid #b5121b;padding-bottom:.2rem}.sub{color:#56606b;margin-top:0}
@@ -183,7 +184,7 @@ def render_page(fig: dict[str, Any], lang: str, charts: dict[str, bytes]) -> str
     if compare is not None:
         subtitle += f" {t['against']} " + period_name(fig, "compare", lang)
     attrs = 'lang="ar" dir="rtl"' if lang == "ar" else 'lang="en" dir="ltr"'
-    body = [
+    parts = [
         f"<h1>{t['title']}</h1>",
         f'<p class="sub">{subtitle}</p>',
         f"<h2>{t['key_figures']}</h2>",
@@ -204,9 +205,11 @@ def render_page(fig: dict[str, Any], lang: str, charts: dict[str, bytes]) -> str
         _rejected(fig, lang),
         f'<p class="note">{t["source_note"]}</p>',
     ]
+    body = "".join(parts)
+    fonts = font_face_css(t["title"] + body)
     return (
         f'<!DOCTYPE html>\n<html {attrs}><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{t['title']}</title><style>{_CSS}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
+        f"<title>{t['title']}</title><style>{fonts}{_CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
     )
