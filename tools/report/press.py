@@ -121,8 +121,8 @@ def _year(key: str, year: str) -> Number:
 
 
 def sentence_en(p: SentenceParts, lead: str = "") -> list[Fragment]:
-    """ "About 411,000 payments through …, 35% more than in …, for about 28 million BHD (58%
-    more)." """
+    """The English sentence: "About 411,000 payments through …, 35% more than in …, for about
+    28 million BHD (58% more)."; the growth clauses only with a comparison that has a base."""
     out: list[Fragment] = [lead] if lead else []
     out += _figure(f"{p.key}.payments", p.payments, arabic=False, first=not lead)
     out += [" payments", f" {p.where_en}" if p.where_en else "", f" in {p.period_en[0]}"]
@@ -142,7 +142,8 @@ def sentence_en(p: SentenceParts, lead: str = "") -> list[Fragment]:
 
 
 def sentence_ar(p: SentenceParts, lead: str = "") -> list[Fragment]:
-    """ "نحو 411,000 عملية دفع عبر … في …، بزيادة 35% عن …، بقيمة نحو 28 مليون دينار بحريني." """
+    """The Arabic sentence, the same figures in the same order: "نحو 411,000 عملية دفع عبر … في
+    …، بزيادة 35% عن …، بقيمة نحو 28 مليون دينار بحريني (بزيادة 58%)."."""
     out: list[Fragment] = [lead] if lead else []
     out += _figure(f"{p.key}.payments", p.payments, arabic=True, first=not lead)
     out += [" عملية دفع", f" {p.where_ar}" if p.where_ar else "", f" في {p.period_ar[0]}"]
