@@ -198,25 +198,27 @@ def _press(channels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+_LEADS = {"en": "Over all three channels, ", "ar": "عبر القنوات الثلاث: "}
+
+
 def _parts(
-    key: str, fig: dict[str, Any], period: Period, compare: Period | None
+    key: str, fig: dict[str, Any], period: Period, compare: Period | None, lang: str
 ) -> press.SentenceParts:
     entry = fig["press"][key]
-
-    def figure(name: str) -> press.PressFigure:
-        return press.PressFigure(**entry[name])
-
-    en, ar = ("", "") if key == ALL else CHANNEL_NAMES[Channel(key)]
+    arabic = lang == "ar"
+    if key == ALL:
+        lead, where = _LEADS[lang], ""
+    else:
+        en, ar = CHANNEL_NAMES[Channel(key)]
+        lead, where = "", f" عبر {ar}" if arabic else f" through the {en[0].lower()}{en[1:]}"
     return press.SentenceParts(
         key=f"press.{key}",
-        where_en=f"through the {en[0].lower()}{en[1:]}" if en else "",
-        where_ar=f"عبر {ar}" if ar else "",
-        period_en=period.name_en(),
-        period_ar=period.name_ar(),
-        compare_en=compare.name_en() if compare else None,
-        compare_ar=compare.name_ar() if compare else None,
-        payments=figure("payments"),
-        amount=figure("amount"),
+        lead=lead,
+        where=where,
+        period=period.name_ar() if arabic else period.name_en(),
+        compare=None if compare is None else compare.name_ar() if arabic else compare.name_en(),
+        payments=press.PressFigure(**entry["payments"]),
+        amount=press.PressFigure(**entry["amount"]),
         growth_payments=entry["growth_payments_pct"],
         growth_amount=entry["growth_amount_pct"],
     )
@@ -226,16 +228,11 @@ def sentences(
     fig: dict[str, Any], period: Period, compare: Period | None
 ) -> dict[str, list[list[press.Fragment]]]:
     """The seeds' sentences, one per channel with payments and one over all channels."""
-    keys = [ch for ch in CHANNELS if fig["channels"][ch]["current"]["payments"]]
-    out: dict[str, list[list[press.Fragment]]] = {"en": [], "ar": []}
-    for key in keys:
-        parts = _parts(key, fig, period, compare)
-        out["en"].append(press.sentence_en(parts))
-        out["ar"].append(press.sentence_ar(parts))
-    parts = _parts(ALL, fig, period, compare)
-    out["en"].append(press.sentence_en(parts, lead="Over all three channels, "))
-    out["ar"].append(press.sentence_ar(parts, lead="عبر القنوات الثلاث: "))
-    return out
+    keys = [ch for ch in CHANNELS if fig["channels"][ch]["current"]["payments"]] + [ALL]
+    return {
+        lang: [press.sentence(_parts(key, fig, period, compare, lang), lang) for key in keys]
+        for lang in ("en", "ar")
+    }
 
 
 def build_figures(

@@ -73,61 +73,63 @@ def channel_name(channel: str, lang: str) -> str:
     return ar if lang == "ar" else en
 
 
-def _headline(fig: dict[str, Any], lang: str) -> str:
-    t, compared = LABELS[lang], fig["compare"] is not None
-    top = f'<th></th><th colspan="5">{period_name(fig, "period", lang)}</th>'
-    cols = [t["payments"], t["amount"], t["average"], t["share_payments"], t["share_amount"]]
-    if compared:
-        top += f'<th colspan="2">{period_name(fig, "compare", lang)}</th>'
-        top += f'<th colspan="2">{t["growth"]}</th>'
-        cols += [t["payments"], t["amount"], t["growth_payments"], t["growth_amount"]]
-    head = "".join(f'<th class="n">{escape(c)}</th>' for c in cols)
-    rows = []
-    for channel in [*CHANNELS, ALL]:
-        base = f"channels.{channel}"
-        cells = [
-            num(fig, f"{base}.current.payments"),
-            num(fig, f"{base}.current.amount_bhd"),
-            num(fig, f"{base}.current.average_bhd", "bhd3"),
-            num(fig, f"{base}.current.share_payments_pct", "pct"),
-            num(fig, f"{base}.current.share_amount_pct", "pct"),
-        ]
-        if compared:
-            cells += [
-                num(fig, f"{base}.compare.payments"),
-                num(fig, f"{base}.compare.amount_bhd"),
-                num(fig, f"{base}.growth.payments_pct", "pct"),
-                num(fig, f"{base}.growth.amount_pct", "pct"),
-            ]
-        tds = "".join(f'<td class="n">{c}</td>' for c in cells)
-        css = ' class="all"' if channel == ALL else ""
-        rows.append(f"<tr{css}><td>{escape(channel_name(channel, lang))}</td>{tds}</tr>")
-    return (
-        f"<table><thead><tr>{top}</tr><tr><th>{t['channel']}</th>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _outcomes(fig: dict[str, Any], lang: str) -> str:
-    t = LABELS[lang]
-    head = "".join(
-        f'<th class="n">{escape(STATUS_NAMES[lang][s])}: {t["count"]}</th>'
-        f'<th class="n">{escape(STATUS_NAMES[lang][s])}: {t["amount"]}</th>'
-        for s in OUTCOMES
-    )
+def _channel_table(
+    fig: dict[str, Any], lang: str, head: str, columns: list[tuple[str, str]], top: str = ""
+) -> str:
+    """A table with a row per channel and one over all: `columns` are (figures.json path with
+    {channel} in it, kind of number), `head` their header cells, `top` an optional row above."""
     rows = []
     for channel in [*CHANNELS, ALL]:
         cells = "".join(
-            f'<td class="n">{num(fig, f"outcomes.current.{channel}.{s}.payments")}</td>'
-            f'<td class="n">{num(fig, f"outcomes.current.{channel}.{s}.amount_bhd")}</td>'
-            for s in OUTCOMES
+            f'<td class="n">{num(fig, path.format(channel=channel), kind)}</td>'
+            for path, kind in columns
         )
         css = ' class="all"' if channel == ALL else ""
         rows.append(f"<tr{css}><td>{escape(channel_name(channel, lang))}</td>{cells}</tr>")
+    top_row = f"<tr>{top}</tr>" if top else ""
     return (
-        f"<table><thead><tr><th>{t['channel']}</th>{head}</tr></thead>"
+        f"<table><thead>{top_row}<tr><th>{LABELS[lang]['channel']}</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _head(names: list[str]) -> str:
+    return "".join(f'<th class="n">{escape(name)}</th>' for name in names)
+
+
+def _headline(fig: dict[str, Any], lang: str) -> str:
+    t, base = LABELS[lang], "channels.{channel}"
+    top = f'<th></th><th colspan="5">{period_name(fig, "period", lang)}</th>'
+    names = [t["payments"], t["amount"], t["average"], t["share_payments"], t["share_amount"]]
+    columns = [
+        (f"{base}.current.payments", "int"),
+        (f"{base}.current.amount_bhd", "int"),
+        (f"{base}.current.average_bhd", "bhd3"),
+        (f"{base}.current.share_payments_pct", "pct"),
+        (f"{base}.current.share_amount_pct", "pct"),
+    ]
+    if fig["compare"] is not None:
+        top += f'<th colspan="2">{period_name(fig, "compare", lang)}</th>'
+        top += f'<th colspan="2">{t["growth"]}</th>'
+        names += [t["payments"], t["amount"], t["growth_payments"], t["growth_amount"]]
+        columns += [
+            (f"{base}.compare.payments", "int"),
+            (f"{base}.compare.amount_bhd", "int"),
+            (f"{base}.growth.payments_pct", "pct"),
+            (f"{base}.growth.amount_pct", "pct"),
+        ]
+    return _channel_table(fig, lang, _head(names), columns, top)
+
+
+def _outcomes(fig: dict[str, Any], lang: str) -> str:
+    t, status = LABELS[lang], STATUS_NAMES[lang]
+    names = [f"{status[s]}: {t[what]}" for s in OUTCOMES for what in ("count", "amount")]
+    columns = [
+        (f"outcomes.current.{{channel}}.{s}.{what}", "int")
+        for s in OUTCOMES
+        for what in ("payments", "amount_bhd")
+    ]
+    return _channel_table(fig, lang, _head(names), columns)
 
 
 def _services(fig: dict[str, Any], lang: str) -> str:

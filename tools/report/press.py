@@ -15,6 +15,7 @@ with the figures.json key it shows (tests check each one).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -87,79 +88,97 @@ def number(key: str, value: int | float, text: str | None = None) -> Number:
     return Number(key, value, grouped(value) if text is None else text)
 
 
-_QUALIFIER_AR = {"about": "نحو", "more than": "أكثر من"}
-
-
-def _figure(key: str, figure: PressFigure, arabic: bool, first: bool) -> list[Fragment]:
-    if arabic:
-        words = _QUALIFIER_AR[figure.qualifier]
-    else:
-        words = figure.qualifier.capitalize() if first else figure.qualifier
-    unit = (" مليون" if arabic else " million") if figure.millions else ""
-    return [f"{words} ", number(f"{key}.value", figure.value), unit]
+# The sentence in each language: {names} are filled with fragments; a change clause is left out
+# where there is no comparison, or no base to grow from.
+SENTENCES: dict[str, dict[str, str]] = {
+    "en": {
+        "sentence": "{lead}{payments} payments{where} in {period}{count_change}, for {amount} BHD"
+        "{amount_change}.",
+        "count_up": ", {pct}% more than in {compare}",
+        "count_down": ", {pct}% fewer than in {compare}",
+        "amount_up": " ({pct}% more)",
+        "amount_down": " ({pct}% less)",
+        "about": "about",
+        "more than": "more than",
+        "million": " million",
+    },
+    "ar": {
+        "sentence": "{lead}{payments} عملية دفع{where} في {period}{count_change}، بقيمة {amount} "
+        "دينار بحريني{amount_change}.",
+        "count_up": "، بزيادة {pct}% عن {compare}",
+        "count_down": "، بانخفاض {pct}% عن {compare}",
+        "amount_up": " (بزيادة {pct}%)",
+        "amount_down": " (بانخفاض {pct}%)",
+        "about": "نحو",
+        "more than": "أكثر من",
+        "million": " مليون",
+    },
+}
+_SLOT = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
 class SentenceParts:
-    """What one sentence says: whose payments, the period, the comparison, the figures."""
+    """What one sentence says, in one language: whose payments, when, against when, how much."""
 
     key: str  # figures.json path of this line's press figures, e.g. press.portal
-    where_en: str  # "through the national portal (bahrain.bh)"; "" for all channels
-    where_ar: str
-    period_en: tuple[str, str]  # (words, year)
-    period_ar: tuple[str, str]
-    compare_en: tuple[str, str] | None
-    compare_ar: tuple[str, str] | None
+    lead: str  # "Over all three channels, "; "" for one channel
+    where: str  # " through the national portal (bahrain.bh)"; "" for all channels
+    period: tuple[str, str]  # (words, year)
+    compare: tuple[str, str] | None
     payments: PressFigure
     amount: PressFigure
     growth_payments: int | None
     growth_amount: int | None
 
 
+def _fill(template: str, slots: dict[str, list[Fragment]]) -> list[Fragment]:
+    pieces = _SLOT.split(template)  # text, slot name, text, slot name, …
+    out: list[Fragment] = []
+    for i, piece in enumerate(pieces):
+        out += slots[piece] if i % 2 else [piece]
+    return [f for f in out if f != ""]
+
+
+def _figure(key: str, figure: PressFigure, words: dict[str, str]) -> list[Fragment]:
+    unit = words["million"] if figure.millions else ""
+    return [f"{words[figure.qualifier]} ", number(f"{key}.value", figure.value), unit]
+
+
+def _change(
+    kind: str, growth: int | None, p: SentenceParts, words: dict[str, str]
+) -> list[Fragment]:
+    if p.compare is None or growth is None:
+        return []
+    template = words[f"{kind}_up" if growth >= 0 else f"{kind}_down"]
+    which = "payments" if kind == "count" else "amount"
+    compare: list[Fragment] = [p.compare[0], _year("compare.year", p.compare[1])]
+    pct: list[Fragment] = [number(f"{p.key}.growth_{which}_pct", abs(growth))]
+    return _fill(template, {"pct": pct, "compare": compare})
+
+
 def _year(key: str, year: str) -> Number:
     return Number(key, int(year), year)
 
 
-def sentence_en(p: SentenceParts, lead: str = "") -> list[Fragment]:
-    """The English sentence: "About 411,000 payments through …, 35% more than in …, for about
-    28 million BHD (58% more)."; the growth clauses only with a comparison that has a base."""
-    out: list[Fragment] = [lead] if lead else []
-    out += _figure(f"{p.key}.payments", p.payments, arabic=False, first=not lead)
-    out += [" payments", f" {p.where_en}" if p.where_en else "", f" in {p.period_en[0]}"]
-    out.append(_year("period.year", p.period_en[1]))
-    if p.compare_en is not None and p.growth_payments is not None:
-        more = "more" if p.growth_payments >= 0 else "fewer"
-        out += [", ", number(f"{p.key}.growth_payments_pct", abs(p.growth_payments))]
-        out += [f"% {more} than in {p.compare_en[0]}", _year("compare.year", p.compare_en[1])]
-    out += [", for "]
-    out += _figure(f"{p.key}.amount", p.amount, arabic=False, first=False)
-    out.append(" BHD")
-    if p.compare_en is not None and p.growth_amount is not None:
-        more = "more" if p.growth_amount >= 0 else "less"
-        out += [" (", number(f"{p.key}.growth_amount_pct", abs(p.growth_amount)), f"% {more})"]
-    out.append(".")
-    return out
-
-
-def sentence_ar(p: SentenceParts, lead: str = "") -> list[Fragment]:
-    """The Arabic sentence, the same figures in the same order: "نحو 411,000 عملية دفع عبر … في
-    …، بزيادة 35% عن …، بقيمة نحو 28 مليون دينار بحريني (بزيادة 58%)."."""
-    out: list[Fragment] = [lead] if lead else []
-    out += _figure(f"{p.key}.payments", p.payments, arabic=True, first=not lead)
-    out += [" عملية دفع", f" {p.where_ar}" if p.where_ar else "", f" في {p.period_ar[0]}"]
-    out.append(_year("period.year", p.period_ar[1]))
-    if p.compare_ar is not None and p.growth_payments is not None:
-        change = "بزيادة" if p.growth_payments >= 0 else "بانخفاض"
-        out += [f"، {change} ", number(f"{p.key}.growth_payments_pct", abs(p.growth_payments))]
-        out += [f"% عن {p.compare_ar[0]}", _year("compare.year", p.compare_ar[1])]
-    out += ["، بقيمة "]
-    out += _figure(f"{p.key}.amount", p.amount, arabic=True, first=False)
-    out.append(" دينار بحريني")
-    if p.compare_ar is not None and p.growth_amount is not None:
-        change = "بزيادة" if p.growth_amount >= 0 else "بانخفاض"
-        out += [f" ({change} ", number(f"{p.key}.growth_amount_pct", abs(p.growth_amount)), "%)"]
-    out.append(".")
-    return out
+def sentence(p: SentenceParts, lang: str) -> list[Fragment]:
+    """The seeds' sentence: "About 411,000 payments through …, 35% more than in …, for about 28
+    million BHD (58% more)." / "نحو 411,000 عملية دفع عبر … في …، بزيادة 35% عن …، بقيمة نحو 28
+    مليون دينار بحريني (بزيادة 58%)."; a change clause only with a comparison that has a base."""
+    words = SENTENCES[lang]
+    payments = _figure(f"{p.key}.payments", p.payments, words)
+    if lang == "en" and not p.lead:  # the figure opens the sentence
+        payments[0] = str(payments[0]).capitalize()
+    slots: dict[str, list[Fragment]] = {
+        "lead": [p.lead],
+        "payments": payments,
+        "where": [p.where],
+        "period": [p.period[0], _year("period.year", p.period[1])],
+        "count_change": _change("count", p.growth_payments, p, words),
+        "amount": _figure(f"{p.key}.amount", p.amount, words),
+        "amount_change": _change("amount", p.growth_amount, p, words),
+    }
+    return _fill(words["sentence"], slots)
 
 
 def plain_text(fragments: list[Fragment]) -> str:
