@@ -124,6 +124,16 @@ def test_counts_and_amounts_are_the_seeds_within_two_percent(
             assert Decimal(got["amount"]) == pytest.approx(expected_bhd, rel=Decimal("0.02"))
 
 
+def test_a_period_with_no_payment_is_reported_with_a_warning(
+    h1: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--output", str(h1.out), "--period", "2018-Q1", "--compare", "2017-Q1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "warning: no committed payment in 2018-Q1" in capsys.readouterr().err
+    fig = json.loads((tmp_path / "figures.json").read_text(encoding="utf-8"))
+    assert fig["channels"]["all"]["growth"]["payments_pct"] == -100.0
+
+
 def test_figures_equal_the_aggregates_and_the_generators_ground_truth(h1: Built) -> None:
     """figures.json against DuckDB over the aggregate files (one run: one version a month) and
     against what the generator wrote, to the fils."""

@@ -87,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig = write_report(root, period, compare, args.out)
     took = time.perf_counter() - began
     total = fig["channels"]["all"]["current"]
+    for which, named in (("current", period), ("compare", compare)):
+        side = fig["channels"]["all"][which]
+        if named is not None and side is not None and not side["payments"]:
+            # Written all the same (an empty period is a fact), but most likely a wrong root or
+            # period: say so where a person sees it.
+            print(f"warning: no committed payment in {named.label} under {root}", file=sys.stderr)
     print(f"{period.label}: {total['payments']:,} successful payments, {total['amount']} BHD "
           f"over all channels ({took:.1f} s)")  # fmt: skip
     for name in FILES:
