@@ -42,7 +42,8 @@ LABELS: dict[str, dict[str, str]] = {
         "reason": "Reason",
         "events": "Events",
         "total": "Total",
-        "source_note": "From the committed daily aggregates of the payments pipeline.",
+        "source_note": "From the committed daily aggregates and rejected events of the "
+        "payments pipeline.",
     },
     "ar": {
         "title": "المدفوعات الإلكترونية عبر القنوات الحكومية الإلكترونية",
@@ -78,7 +79,7 @@ LABELS: dict[str, dict[str, str]] = {
         "reason": "السبب",
         "events": "الأحداث",
         "total": "المجموع",
-        "source_note": "من المجاميع اليومية المعتمدة لخط معالجة المدفوعات.",
+        "source_note": "من المجاميع اليومية المعتمدة والأحداث المرفوضة لخط معالجة المدفوعات.",
     },
 }
 
