@@ -20,6 +20,16 @@ from schemas.enums import Channel
 
 _CODE_PATTERN = r"^[A-Z0-9]+(-[A-Z0-9]+)*$"
 
+# The channels as iGA's reports name them, in English and Arabic (the reports' own words).
+CHANNEL_NAMES: dict[Channel, tuple[str, str]] = {
+    Channel.PORTAL: ("National portal (bahrain.bh)", "البوابة الوطنية (bahrain.bh)"),
+    Channel.MOBILE_APP: (
+        "Government apps (bahrain.bh/apps)",
+        "التطبيقات الحكومية (bahrain.bh/apps)",
+    ),
+    Channel.KIOSK: ("Self-service kiosks", "أجهزة الخدمة الذاتية"),
+}
+
 
 class Service(BaseModel):
     """One payable e-service. Frozen so a cached catalogue can be shared without copies."""

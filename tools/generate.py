@@ -1,6 +1,7 @@
 """Seeded generator of raw payment events in the three shapes of contract.md.
 
-Why: the pipeline is judged against published H1 2017 figures (domain.md), and its edge cases
+Why: the pipeline is judged against the published figures of H1 2017 and H1 2016 and of the years
+2021 and 2020 (domain.md, "Published volumes"; `PUBLISHED`), and its edge cases
 (Bahrain-day boundary, duplicates, late and broken lines, unmasked cards) need input whose
 ground truth is known exactly. The generator writes that input plus `_generator_totals.json`,
 its own account of what a correct pipeline must find. Same config and seed, same bytes.
@@ -41,6 +42,24 @@ _S, _F, _C, _R = (PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.CAN
 # Published H1 2017 *successful* payments per channel: (count, amount in fils) (domain.md).
 PUBLISHED_H1_2017: dict[Channel, tuple[int, int]] = {
     _P: (411_000, 28_000_000_000), _M: (50_000, 2_500_000_000), _K: (6_000, 152_000_000)}
+# The other periods of the seeds. Where the seeds give a growth rate and no figure, the figure
+# is the later period's divided by (1 + growth); where they give neither, the choice is ours
+# and marked "chosen" (README.md, "Sample data", says why). Sums are over the three channels.
+PUBLISHED_H1_2016: dict[Channel, tuple[int, int]] = {
+    # all channels: 467,000 / 1.42 = 328,873 payments; 30,652,000 BHD / 1.62 = 18,920,988 BHD
+    _P: (304_444, 17_723_027_000),  # 411,000 / 1.35; the amount is what the rest leaves
+    _M: (19_429, 1_072_961_000),  # the count is what the rest leaves; 2,500,000 BHD / 2.33
+    _K: (5_000, 125_000_000)}  # chosen: 5,000 at the kiosks' 25 BHD average
+PUBLISHED_FY_2021: dict[Channel, tuple[int, int]] = {
+    # all channels: about 3.7 million payments and close to 500 million BHD
+    _P: (2_723_000, 445_000_000_000),  # what the apps and kiosks leave of the totals
+    _M: (937_000, 54_000_000_000),
+    _K: (40_000, 1_000_000_000)}  # chosen: 40,000 at 25 BHD
+PUBLISHED_FY_2020: dict[Channel, tuple[int, int]] = {
+    # all channels: 3,700,000 / 1.65 = 2,242,424 payments; 500 M BHD / 2.16 = 231,481,481 BHD
+    _P: (1_703_185, 203_458_754_000),  # what the apps and kiosks leave of the totals
+    _M: (509_239, 27_272_727_000),  # 937,000 / 1.84; 54,000,000 BHD / 1.98
+    _K: (30_000, 750_000_000)}  # chosen: 30,000 at 25 BHD
 SUCCESS_RAW = {_P: "PAID", _M: "success", _K: "OK"}
 # Unsuccessful outcomes come on top of the published payments, as a fraction of successes.
 EXTRA_RAW_RATES: dict[Channel, dict[str, float]] = {
@@ -52,7 +71,17 @@ NORMALISED = {"PAID": _S, "success": _S, "OK": _S, "DECLINED": _F, "failure": _F
 # Bahrain works Sunday to Thursday; Friday and Saturday are the weekend (Mon=0 .. Sun=6).
 _WEEKDAY_WEIGHT = (1.10, 1.10, 1.10, 1.05, 0.55, 0.75, 1.15)
 _HOLIDAY_WEIGHT = {date(2017, 1, 1): 0.5, date(2017, 5, 1): 0.6,  # New Year, Labour Day
-                   date(2017, 6, 25): 0.4, date(2017, 6, 26): 0.5, date(2017, 6, 27): 0.7}  # Eid
+                   date(2017, 6, 25): 0.4, date(2017, 6, 26): 0.5, date(2017, 6, 27): 0.7,  # Eid
+                   # The other seeded periods: New Year, Labour Day, the two Eids, National Day
+                   date(2016, 1, 1): 0.5, date(2016, 5, 1): 0.6,
+                   date(2020, 1, 1): 0.5, date(2020, 5, 1): 0.6, date(2020, 5, 24): 0.4,
+                   date(2020, 5, 25): 0.5, date(2020, 5, 26): 0.7, date(2020, 7, 31): 0.4,
+                   date(2020, 8, 1): 0.5, date(2020, 8, 2): 0.7, date(2020, 12, 16): 0.5,
+                   date(2020, 12, 17): 0.6,
+                   date(2021, 1, 1): 0.5, date(2021, 5, 1): 0.6, date(2021, 5, 13): 0.4,
+                   date(2021, 5, 14): 0.5, date(2021, 5, 15): 0.7, date(2021, 7, 20): 0.4,
+                   date(2021, 7, 21): 0.5, date(2021, 7, 22): 0.7, date(2021, 12, 16): 0.5,
+                   date(2021, 12, 17): 0.6}
 # Hourly rhythm in Bahrain time: quiet 01-06, late-morning and evening peaks, never zero.
 _HOURLY: dict[Channel, tuple[float, ...]] = {
     _P: (2.2, 1.2, 0.7, 0.4, 0.3, 0.4, 1.0, 2.5, 5.0, 7.5, 8.5, 9.0,
@@ -102,12 +131,31 @@ _PORTAL_METHODS, _PORTAL_CUM = ("DEBIT_CARD", "CREDIT_CARD", "BENEFIT_PAY"), (60
 
 
 @dataclass(frozen=True)
+class PublishedPeriod:
+    """A period of the seeds: its days and its successful payments per channel (count, fils).
+
+    Scale 1.0 is its volume: a run over these days at scale 1 writes exactly these totals."""
+
+    start: date
+    days: int
+    payments: dict[Channel, tuple[int, int]]
+
+
+PUBLISHED: dict[str, PublishedPeriod] = {
+    "h1-2016": PublishedPeriod(date(2016, 1, 1), 182, PUBLISHED_H1_2016),
+    "h1-2017": PublishedPeriod(H1_2017_START, H1_2017_DAYS, PUBLISHED_H1_2017),
+    "fy-2020": PublishedPeriod(date(2020, 1, 1), 366, PUBLISHED_FY_2020),
+    "fy-2021": PublishedPeriod(date(2021, 1, 1), 365, PUBLISHED_FY_2021),
+}
+
+
+@dataclass(frozen=True)
 class GeneratorConfig:
     """Every knob of a run; the defaults are the `sample` profile. Rates are fractions."""
 
     start: date = date(2017, 6, 24)
     days: int = 7
-    scale: float = 0.1  # 1.0 = the published H1 2017 volume per day
+    scale: float = 0.1  # 1.0 = the published volume per day of `volumes`
     seed: int = 2017
     invalid_rate: float = 0.01  # extra invalid lines, per valid event
     duplicate_rate: float = 0.005  # extra exact redeliveries, per valid event
@@ -115,6 +163,7 @@ class GeneratorConfig:
     late_rate: float = 0.02  # valid events delivered 1-5 days after their Bahrain day
     full_pan_rate: float = 0.05  # kiosk events whose card is a full PAN (old firmware)
     gzip: bool = False
+    volumes: str = "h1-2017"  # the published period (`PUBLISHED`) whose daily volume is scale 1
     # The kinds invalid lines rotate over (tools/_generate_invalid.py): all of them unless
     # chosen, e.g. REALISTIC_INVALID_KINDS for a benchmark that should not be mostly huge lines.
     invalid_kinds: tuple[str, ...] = defects.INVALID_KINDS
@@ -122,6 +171,8 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.days < 1 or self.scale <= 0:
             raise ValueError("days must be >= 1 and scale > 0")
+        if self.volumes not in PUBLISHED:
+            raise ValueError(f"volumes must be one of {', '.join(PUBLISHED)}")
         rates = (self.invalid_rate, self.duplicate_rate, self.conflict_rate, self.late_rate)
         if not all(0 <= rate <= 1 for rate in (*rates, self.full_pan_rate)):
             raise ValueError("rates must be fractions between 0 and 1")
@@ -137,9 +188,18 @@ class GeneratorConfig:
         return [self.start + timedelta(days=i) for i in range(self.days)]
 
 
+def _published_profile(name: str, seed: int) -> GeneratorConfig:
+    """A whole published period at its published volume, without defects (for calibration)."""
+    period = PUBLISHED[name]
+    return GeneratorConfig(period.start, period.days, 1.0, seed, 0, 0, 0, 0, 0, volumes=name)
+
+
 PROFILES: dict[str, GeneratorConfig] = {
     "sample": GeneratorConfig(),
-    "h1-2017": GeneratorConfig(H1_2017_START, H1_2017_DAYS, 1.0, 2017, 0, 0, 0, 0, 0),
+    "h1-2016": _published_profile("h1-2016", 2016),
+    "h1-2017": _published_profile("h1-2017", 2017),
+    "fy-2020": _published_profile("fy-2020", 2020),
+    "fy-2021": _published_profile("fy-2021", 2021),
 }
 
 
@@ -157,22 +217,24 @@ def day_weight(day: date) -> float:
 
 
 @functools.cache
-def _h1_weight_sum() -> float:
-    return sum(day_weight(H1_2017_START + timedelta(days=i)) for i in range(H1_2017_DAYS))
+def _weight_sum(volumes: str) -> float:
+    period = PUBLISHED[volumes]
+    return sum(day_weight(period.start + timedelta(days=i)) for i in range(period.days))
 
 
 def plan(config: GeneratorConfig) -> dict[date, dict[Channel, DayPlan]]:
     """The daily plan, computed without generating anything, so calibration tests are instant.
 
     Counts are exact (the generator writes precisely these); rounding is cumulative from the
-    first day, so at scale 1 over H1 2017 the totals are exactly the published figures. The
+    first day, so at scale 1 over the published period the totals are exactly its figures. The
     written success amounts add up exactly to the plan's over the window; a single day's
     differs from its plan by sampling noise only.
     """
     result: dict[date, dict[Channel, DayPlan]] = {day: {} for day in config.dates}
     for channel in Channel:
-        count, amount = PUBLISHED_H1_2017[channel]
-        per_weight, mean_fils = config.scale * count / _h1_weight_sum(), Fraction(amount, count)
+        count, amount = PUBLISHED[config.volumes].payments[channel]
+        per_weight = config.scale * count / _weight_sum(config.volumes)
+        mean_fils = Fraction(amount, count)
         expected, previous = 0.0, 0
         for day in config.dates:
             expected += per_weight * day_weight(day)
@@ -269,8 +331,15 @@ class _Totals:
             }
             for day in days
         }
+        knobs = asdict(config)
+        # Earlier releases knew only H1 2017's volumes and every invalid kind: the totals
+        # files of those configurations stay byte-equal.
+        if config.volumes == GeneratorConfig.volumes:
+            del knobs["volumes"]
+        if config.invalid_kinds == GeneratorConfig.invalid_kinds:
+            del knobs["invalid_kinds"]
         return {
-            "config": {**asdict(config), "start": days[0].isoformat(), "end": days[-1].isoformat()},
+            "config": {**knobs, "start": days[0].isoformat(), "end": days[-1].isoformat()},
             "lines_written": sum(self.files.values()),
             "valid_events": self.valid,
             "invalid_lines": sum(self.invalid.values()),
@@ -320,7 +389,7 @@ class _Generator:
         weights = [_SERVICE_WEIGHTS[channel].get(code, 1.0) for code in codes]
         fee_of = {s.code: float(s.typical_fee_bhd) * 1000 for s in self.catalogue.services}
         mean_fee = sum(w * fee_of[c] for w, c in zip(weights, codes, strict=True)) / sum(weights)
-        count, amount = PUBLISHED_H1_2017[channel]
+        count, amount = PUBLISHED[self.cfg.volumes].payments[channel]
         factor = amount / count / mean_fee
         return codes, list(accumulate(weights)), {c: fee_of[c] * factor for c in codes}
 
@@ -564,13 +633,18 @@ def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
     add("--out", required=True, help="output directory, e.g. landing/")
     add("--profile", choices=sorted(PROFILES), default="sample",
         help="sample (default): 2017-06-24..30, scale 0.1, 1%% invalid, 0.5%% duplicates, "
-        "0.1%% conflicts, 2%% late, 5%% kiosk full PANs; h1-2017: 181 days from 2017-01-01 at "
-        "the published volume, no defects")  # fmt: skip
+        "0.1%% conflicts, 2%% late, 5%% kiosk full PANs; h1-2016, h1-2017, fy-2020, fy-2021: "
+        "that whole period at its published volume (with --scale, a fraction of it), no "
+        "defects")  # fmt: skip
     add("--start", type=date.fromisoformat, help="first Bahrain day, YYYY-MM-DD")
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--days", type=int, help="number of days")
     span.add_argument("--end", type=date.fromisoformat, help="last Bahrain day, inclusive")
-    add("--scale", type=float, help="volume; 1.0 = published H1 2017 payments per day")
+    add(
+        "--scale",
+        type=float,
+        help="volume; 1.0 = the profile's published payments per day (sample: H1 2017's)",
+    )
     add("--seed", type=int, help="random seed: same options and seed give the same bytes")
     for knob, what in _KNOBS:
         add(f"--{knob}-rate", type=float, metavar="F", help=what)

@@ -23,6 +23,7 @@ from schemas.enums import Channel
 from tools._generate_invalid import REALISTIC_INVALID_KINDS
 from tools.generate import (
     PROFILES,
+    PUBLISHED,
     PUBLISHED_H1_2017,
     SUCCESS_RAW,
     TOTALS_FILE,
@@ -266,6 +267,56 @@ def test_h1_plan_reproduces_the_published_figures_within_half_a_percent() -> Non
         assert abs(amount - fils) <= 0.005 * fils, channel
 
 
+def _planned_success(profile: str) -> dict[Channel, tuple[int, int]]:
+    day_plans = plan(PROFILES[profile]).values()
+    return {
+        ch: (
+            sum(p[ch].statuses[SUCCESS_RAW[ch]] for p in day_plans),
+            sum(p[ch].success_amount_fils for p in day_plans),
+        )
+        for ch in Channel
+    }
+
+
+@pytest.mark.parametrize("profile", ["h1-2016", "h1-2017", "fy-2020", "fy-2021"])
+def test_each_published_profile_plans_its_period_at_the_published_volume(profile: str) -> None:
+    period = PUBLISHED[profile]
+    assert (PROFILES[profile].start, PROFILES[profile].days) == (period.start, period.days)
+    assert _planned_success(profile) == period.payments
+
+
+def _growth(later: int, earlier: int) -> float:
+    return later / earlier - 1
+
+
+def test_the_earlier_periods_reproduce_the_published_growth() -> None:
+    h16, h17 = _planned_success("h1-2016"), _planned_success("h1-2017")
+    fy20, fy21 = _planned_success("fy-2020"), _planned_success("fy-2021")
+    p, m = Channel.PORTAL, Channel.MOBILE_APP
+    assert _growth(h17[p][0], h16[p][0]) == pytest.approx(0.35, abs=0.0005)
+    assert _growth(h17[m][1], h16[m][1]) == pytest.approx(1.33, abs=0.0005)
+    for i, growth in ((0, 0.42), (1, 0.62)):
+        total = _growth(sum(v[i] for v in h17.values()), sum(v[i] for v in h16.values()))
+        assert total == pytest.approx(growth, abs=0.0005)
+    for i, growth in ((0, 0.65), (1, 1.16)):
+        total = _growth(sum(v[i] for v in fy21.values()), sum(v[i] for v in fy20.values()))
+        assert total == pytest.approx(growth, abs=0.0005)
+    assert _growth(fy21[m][0], fy20[m][0]) == pytest.approx(0.84, abs=0.0005)
+    assert _growth(fy21[m][1], fy20[m][1]) == pytest.approx(0.98, abs=0.0005)
+    assert sum(v[0] for v in fy21.values()) == 3_700_000
+    assert sum(v[1] for v in fy21.values()) == 500_000_000_000
+
+
+def test_a_scaled_profile_writes_that_fraction_of_its_period(tmp_path: Path) -> None:
+    config = replace(PROFILES["fy-2020"], scale=0.001)
+    totals = generate(config, str(tmp_path))
+    assert totals["config"]["volumes"] == "fy-2020"
+    assert len(totals["by_event_date_channel"]) == 366
+    for channel, (count, _) in PUBLISHED["fy-2020"].payments.items():
+        written = totals["by_channel_status"][channel.value]["SUCCESS"]["count"]
+        assert written == round(0.001 * count)
+
+
 def test_h1_plan_adds_unsuccessful_events_on_top() -> None:
     day_plans = plan(PROFILES["h1-2017"]).values()
     portal = Counter[str]()
@@ -430,6 +481,8 @@ def test_config_refuses_nonsense() -> None:
         GeneratorConfig(scale=0)
     with pytest.raises(ValueError, match="days"):
         GeneratorConfig(days=0)
+    with pytest.raises(ValueError, match="volumes"):
+        GeneratorConfig(volumes="h1-2018")
 
 
 def test_profiles_match_the_brief() -> None:
