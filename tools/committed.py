@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from pipelines import cli
 from schemas import layout
+from tools.command_line import ToolParser
 from transforms.storage.committed import DATASETS, committed_files, committed_runs
 from transforms.storage.files import list_tree
 
@@ -44,7 +45,7 @@ def refuse_if_no_output(root: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.Parser(
+    parser = ToolParser(
         prog="python -m tools.committed",
         description="Print the data files of committed runs (a run killed while publishing "
         "leaves files no manifest lists; they are left out).",

@@ -25,6 +25,7 @@ import orjson
 
 from pipelines import cli
 from schemas.timekeeping import BAHRAIN
+from tools.command_line import ToolParser
 from tools.generate import GeneratorConfig, generate
 
 
@@ -102,7 +103,7 @@ def ensure_topic_and_subscription(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.Parser(
+    parser = ToolParser(
         prog="python -m tools.replay",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
