@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import generate
+from tools import generate, replay
 from tools.command_line import ToolParser, respelled
 
 KNOWN = ["--out-of-order", "--work-dir", "--seed"]
@@ -56,3 +56,10 @@ def test_a_misspelled_option_is_refused_naming_the_dashed_spelling(
 def test_generate_takes_its_rates_spelled_with_underscores(tmp_path: Path) -> None:
     config, _ = generate._parse_args(["--out", str(tmp_path), "--invalid_rate", "0.5"])
     assert config.invalid_rate == 0.5
+
+
+def test_replay_takes_its_options_spelled_with_underscores(tmp_path: Path) -> None:
+    args = replay.parse_args(
+        ["--topic", "projects/p/topics/t", "--out_of_order", "0.3", "--work_dir", str(tmp_path)]
+    )
+    assert (args.out_of_order, args.work_dir) == (0.3, str(tmp_path))
