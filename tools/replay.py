@@ -34,7 +34,7 @@ from schemas.timekeeping import BAHRAIN
 from tools.command_line import ToolParser
 from tools.generate import GeneratorConfig, generate
 
-# How far an out-of-order event may be published after the events that follow it.
+# How many later events an out-of-order event may be published after.
 OUT_OF_ORDER_REACH = 20
 
 
@@ -100,27 +100,31 @@ def schedule(
     lines: list[bytes], plan: ReplayPlan, start: datetime, ids: ReplayIds | None = None
 ) -> list[bytes]:
     """Lines to publish, in publishing order, one every 1/rate s from `start`: each event
-    stamped with its place in that order (less OUT_OF_ORDER_REACH places, so an event moved
-    forward is never published before it happened), some moved up to OUT_OF_ORDER_REACH
-    places later, some minutes to hours late, some twice; with `ids`, this replay's own ids."""
+    stamped with the time of its place in that order, except an out-of-order one (stamped
+    1 to OUT_OF_ORDER_REACH places earlier, so it arrives after events that happened later)
+    and a late one (minutes to hours earlier); some published twice; with `ids`, this
+    replay's own ids. No event is stamped after it is published."""
     rng = random.Random(plan.seed)
     events: list[dict[str, object] | None] = []  # None: a line published as it is
-    behind: list[timedelta] = []
+    behind: list[timedelta] = []  # how long before its place each event happened
     order: list[int] = []  # indexes into events; a duplicate appears twice
     for n, line in enumerate(lines):
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
             event = None  # invalid lines stay invalid
+        order.append(n)
         if not isinstance(event, dict):
             events.append(None)
             behind.append(timedelta())
-            order.append(n)
             continue
-        late = rng.random() < plan.late
-        behind.append(timedelta(minutes=rng.uniform(5, 240)) if late else timedelta())
+        if rng.random() < plan.late:
+            behind.append(timedelta(minutes=rng.uniform(5, 240)))
+        elif rng.random() < plan.out_of_order:
+            behind.append(timedelta(seconds=rng.randint(1, OUT_OF_ORDER_REACH) / plan.rate))
+        else:
+            behind.append(timedelta())
         events.append(ids.apply(event) if ids else event)
-        order.append(n)
         if rng.random() < plan.duplicate:
             order.insert(rng.randint(max(0, len(order) - 50), len(order)), n)
     first: dict[int, int] = {}
@@ -130,16 +134,12 @@ def schedule(
         line if event is None else orjson.dumps(restamp(event, at(start, plan, first[n]) - lag))
         for n, (line, event, lag) in enumerate(zip(lines, events, behind, strict=True))
     ]
-    for i in range(len(order) - 1):
-        if rng.random() < plan.out_of_order:
-            j = min(len(order) - 1, i + rng.randint(1, OUT_OF_ORDER_REACH))
-            order[i], order[j] = order[j], order[i]
     return [payloads[n] for n in order]
 
 
 def at(start: datetime, plan: ReplayPlan, place: int) -> datetime:
-    """When the event first in `place` of the publishing order happened (before any shuffle)."""
-    return start + timedelta(seconds=(place - OUT_OF_ORDER_REACH) / plan.rate)
+    """When the message in `place` of the publishing order is published."""
+    return start + timedelta(seconds=place / plan.rate)
 
 
 # Pub/Sub refuses messages over 10 MB; the generator's "huge line" kind is over 1 MiB and is
@@ -202,8 +202,8 @@ def build_parser() -> ToolParser:
         type=float,
         default=0.1,
         metavar="SHARE",
-        help=f"share of events published up to {OUT_OF_ORDER_REACH} events after later "
-        "ones (default %(default)g)",
+        help=f"share of events published after up to {OUT_OF_ORDER_REACH} events that "
+        "happened later (default %(default)g)",
     )
     add(
         "--late",
