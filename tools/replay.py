@@ -36,6 +36,8 @@ from tools.generate import GeneratorConfig, generate
 
 # How many later events an out-of-order event may be published after.
 OUT_OF_ORDER_REACH = 20
+# The namespace of the app event ids a replay derives (uuid5): any fixed UUID will do.
+_ID_NAMESPACE = uuid.UUID("5f0c7a52-3c1e-4c59-9d43-7f0f4a0e9b21")
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,6 @@ class ReplayIds:
         elif channel == "kiosk" and isinstance(seq, int) and not isinstance(seq, bool):
             event["seq"] = seq + self.seq_offset
         return event
-
-
-_ID_NAMESPACE = uuid.UUID("5f0c7a52-3c1e-4c59-9d43-7f0f4a0e9b21")
 
 
 def schedule(
