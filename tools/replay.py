@@ -186,8 +186,8 @@ def build_parser() -> ToolParser:
         "--rate",
         type=float,
         default=10.0,
-        help="events per second (default %(default)g: the default day of ~2,100 events takes "
-        "about 3.5 minutes, so the pipeline writes several 60 s panes)",
+        help="messages per second (default %(default)g: the default day, ~2,200 messages, "
+        "takes about 3.7 minutes, so the pipeline writes several 60 s panes)",
     )
     add(
         "--scale",
