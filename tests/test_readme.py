@@ -1,17 +1,21 @@
 """The README's recipes run as written, from a fresh shell: its command blocks are read out of
 README.md and the cheap ones run verbatim (in a scratch folder beside a link to the
 repository's .venv, with only HOME and PATH set). The calibration recipe (minutes) is run by
-tests/pipelines/test_calibration.py, the streaming one runs until stopped; neither runs here."""
+tests/pipelines/test_calibration.py; the streaming one runs until stopped, so only its replay
+command is checked here."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tools import replay
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -122,3 +126,12 @@ def test_the_cloud_storage_recipe_runs_as_written(tmp_path: Path) -> None:
     assert "committed payments files from 1 committed runs" in ran.stderr
     listed = [line for line in ran.stdout.splitlines() if line.startswith("gs://demo/out/")]
     assert len(listed) == 3  # `tools.committed … | head -3`
+
+
+def test_the_streaming_recipes_replay_command_is_accepted_and_lasts_several_panes() -> None:
+    (recipe,) = blocks("## Streaming locally", "bash")
+    (line,) = [c for c in recipe.replace("\\\n", " ").splitlines() if "tools.replay" in c]
+    words = shlex.split(line, comments=True)
+    command = words[words.index("tools.replay") + 1 :]
+    args = replay.parse_args(command)
+    assert 2_000 / args.rate >= 3 * 60  # a day of ~2,200 messages: at least three 60 s panes
