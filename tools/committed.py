@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from pipelines import cli
 from schemas import layout
+from tools.command_line import ToolParser
 from transforms.storage.committed import DATASETS, committed_files, committed_runs
 from transforms.storage.files import list_tree
 
@@ -43,13 +44,22 @@ def refuse_if_no_output(root: str) -> None:
         cli.fail(f"--output {root} holds no pipeline run ({runs}/ is missing or empty): {hint}")
 
 
+def stop_writing_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit does not raise
+    BrokenPipeError again (the Python documentation's recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = cli.Parser(
+    parser = ToolParser(
         prog="python -m tools.committed",
         description="Print the data files of committed runs (a run killed while publishing "
         "leaves files no manifest lists; they are left out).",
         epilog=cli.exit_statuses(
-            "when the files are listed (none, if no run has committed yet)",
+            "when the files are listed (none, if no run has committed yet), or when the "
+            "reader stops reading early (| head)",
         )
         + " A missing or empty output folder is refused with status 2.",
     )
@@ -62,8 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = committed_files(root, args.dataset)
     if not files and "://" in root:
         refuse_if_no_output(root)
-    for path in files:
-        print(path)
+    try:
+        for path in files:
+            print(path)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): it has what it wanted
+        stop_writing_stdout()
+        return 0
     runs = len(committed_runs(root))
     print(
         f"{len(files)} committed {args.dataset} files from {runs} committed runs", file=sys.stderr

@@ -179,7 +179,7 @@ def cases(p: Paths) -> dict[str, list[str]]:
         "generate_other_option": module("generate", "--output", p.out),
         "generate_output_is_file": module("generate", "--out", p.a_file),
         "replay_misspelled": module(
-            "replay", "--topic", "projects/demo/topics/payments", "--out_of_order", "0.2"
+            "replay", "--topic", "projects/demo/topics/payments", "--out-of-ordr", "0.2"
         ),
         "replay_topic": module("replay", "--topic", "payments"),
         "committed_missing": module("committed", "--output", p.out / "missing"),
@@ -358,7 +358,7 @@ def test_generate_refuses_an_output_that_is_a_file(
 
 
 def test_replay_refuses_a_misspelled_option(refused: dict[str, Ran]) -> None:
-    assert_refused(refused["replay_misspelled"], "--out_of_order", "did you mean --out-of-order?")
+    assert_refused(refused["replay_misspelled"], "--out-of-ordr", "did you mean --out-of-order?")
 
 
 @pytest.mark.slow

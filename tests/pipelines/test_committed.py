@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -77,3 +79,26 @@ def test_the_command_prints_one_committed_file_per_line(
     printed = capsys.readouterr()
     assert printed.out.split() == _all(output, "payments")
     assert "from 1 committed runs" in printed.err
+
+
+def test_the_command_piped_into_head_stops_quietly(tmp_path: Path) -> None:
+    """`committed --output OUT | head -1`: no BrokenPipeError traceback, exit status 0."""
+    root = tmp_path / "out"
+    (root / layout.RUNS / "20261123T120000Z-a1b2c3").mkdir(parents=True)
+    partition = root / layout.PAYMENTS / "channel=portal" / "event_date=2017-06-30"
+    partition.mkdir(parents=True)
+    for _ in range(2000):  # more than a pipe holds (64 KiB), so printing meets the closed pipe
+        (partition / layout.pane_part_name("20261123T120000Z-a1b2c3")).touch()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.committed", "--output", str(root)],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    assert process.stdout.readline().endswith(b".parquet\n")
+    process.stdout.close()  # what `head -1` does once it has its line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert stderr == ""
