@@ -80,7 +80,9 @@ def match_inputs(patterns: str) -> list[cli.InputFile]:
         cli.fail(f"--input {patterns!r} names no file")
     found: dict[str, cli.InputFile] = {}
     for entry in entries:
-        found.update((f.path, f) for f in cli.input_files(entry, several=len(entries) > 1))
+        for f in cli.input_files(entry, several=len(entries) > 1):
+            path = cli.absolute(f.path)
+            found[path] = cli.InputFile(path, f.size)
     return sorted(found.values())
 
 
@@ -158,6 +160,7 @@ def _parser() -> cli.Parser:
     parser = cli.Parser(
         beam=True,
         prog="python -m pipelines.batch",
+        usage="python -m pipelines.batch --input PATTERN[,PATTERN...] --output ROOT [options]",
         description="Validate, normalise and de-duplicate raw payment events of the portal, "
         "mobile_app and kiosk channels; write Hive-partitioned Parquet, rejected events, "
         "per-channel aggregates and a run manifest under --output.",
@@ -207,7 +210,7 @@ def plan(argv: Sequence[str]) -> BatchPlan:
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
         _local_workers(options, argv, sum(f.size for f in files))
-    run = Run.start(BATCH, common.output, input_key(files, fingerprints), files)
+    run = Run.start(BATCH, cli.absolute(common.output), input_key(files, fingerprints), files)
     return BatchPlan(
         run, options, key, GateThresholds.from_options(options), time.monotonic() - checking
     )

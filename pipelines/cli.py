@@ -278,6 +278,12 @@ def check_resource(value: str, kind: str, option: str) -> None:
     fail(f"{option} {value!r} is not a Pub/Sub {kind[:-1]}: give {hint}")
 
 
+def absolute(path: str) -> str:
+    """A local path made absolute (gs:// URIs as they are): manifests name files the same
+    way whichever folder a run was started from."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def check_output(path: str, option: str = "--output", *, network: bool = True) -> None:
     """Refuse an output root that cannot be one: an existing file, a local folder that cannot
     be created or written, a URI of another store. On gs:// one cheap lookup (is it an

@@ -33,9 +33,9 @@ class IngestOptions(PipelineOptions):  # type: ignore[misc]
         )
         parser.add_argument(
             "--pseudonym_key_file",
-            help=f"file holding the secret HMAC key that pseudonymises CPR numbers; default: "
-            f"the {KEY_ENV} environment variable. Keep it stable: a new key gives every payer "
-            "a new pseudonym",
+            help=f"file holding the secret HMAC key that pseudonymises CPR numbers; without it "
+            f"(and without --pseudonym_key_secret) the key is read from the {KEY_ENV} "
+            "environment variable. Keep it stable: a new key gives every payer a new pseudonym",
         )
         parser.add_argument(
             "--pseudonym_key_secret",

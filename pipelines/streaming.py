@@ -224,6 +224,8 @@ def _parser() -> cli.Parser:
     parser = cli.Parser(
         beam=True,
         prog="python -m pipelines.streaming",
+        usage="python -m pipelines.streaming --input_subscription projects/P/subscriptions/S "
+        "--output ROOT [options]",
         description="Validate, normalise and de-duplicate payment events from Pub/Sub into the "
         "same Hive-partitioned Parquet as the nightly batch, with live aggregates.",
         epilog="Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner); "
@@ -256,7 +258,7 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
-    return StreamingPlan(Run.start(STREAMING, common.output), options, key)
+    return StreamingPlan(Run.start(STREAMING, cli.absolute(common.output)), options, key)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

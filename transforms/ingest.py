@@ -30,7 +30,7 @@ from transforms.dedup.table import split_by_partition
 from transforms.storage.keys import PseudonymKey
 
 log = logging.getLogger(__name__)
-_PROGRESS_EVERY = 250_000
+_PROGRESS_EVERY = 100_000
 
 
 class IngestResult(NamedTuple):

@@ -50,3 +50,12 @@ def test_the_plan_names_the_run_by_its_inputs(small: Path, tmp_path: Path) -> No
     assert plan.run.inputs == ((str(small), small.stat().st_size),)
     assert plan.run.output_root == str(tmp_path / "out")
     assert plan.run.input_key == batch.plan(["--input", str(small), "--output", "x"]).run.input_key
+
+
+def test_a_relative_output_and_input_are_named_absolutely(
+    small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(small.parent.parent)
+    plan = batch.plan(["--input", "in/portal.jsonl", "--output", "out"])
+    assert plan.run.output_root == str(small.parent.parent / "out")
+    assert plan.run.inputs == ((str(small), small.stat().st_size),)

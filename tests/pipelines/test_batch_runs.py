@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import batch
+from schemas import layout
 from schemas.run import Run
 from tests.pipelines.helpers import (
     data_files,
@@ -79,6 +80,13 @@ def test_an_event_delivered_again_on_a_later_night_is_a_duplicate_not_a_new_row(
     assert second["counts"]["accepted"] == 0
     assert second["duplicates_by_kind"] == {"in_output": 10}
     assert payments(tmp_path / "out").num_rows == len(lines)
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_committed_run_leaves_no_staging_folder(tmp_path: Path) -> None:
+    make_landing(tmp_path, **{**WEEK, "days": 1})
+    run_batch(str(tmp_path / "landing" / "*" / "kiosk.jsonl"), tmp_path / "out")
+    assert not (tmp_path / "out" / layout.STAGING).exists()
 
 
 def _batch_command(inputs: str, output: Path) -> list[str]:

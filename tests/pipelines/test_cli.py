@@ -407,6 +407,14 @@ def test_help_works_and_lists_the_exit_statuses(refused: dict[str, Ran], name: s
     assert "2 when the command line is refused" in text
 
 
+def test_the_batch_usage_line_shows_input_and_output_as_required(refused: dict[str, Ran]) -> None:
+    usage = refused["help_batch"].stdout.split("\n\n")[0]
+    assert "--input PATTERN" in usage
+    assert "--output ROOT" in usage
+    assert "[--input" not in usage
+    assert "[--output" not in usage
+
+
 # gs:// paths, against the Cloud Storage emulator (slow: it starts a server)
 
 BUCKET = "cli-tests"

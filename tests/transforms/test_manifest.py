@@ -178,6 +178,19 @@ def test_summary_table_has_a_row_per_channel() -> None:
         assert any(line.startswith(channel) for line in lines), channel
 
 
+def test_summary_table_says_what_the_unknown_row_is() -> None:
+    lines = summary_table(_manifest(WITH_UNKNOWN)).splitlines()
+    assert any("channel could not be read" in line for line in lines)
+    assert not any(
+        "could not be read" in line for line in summary_table(_manifest(BALANCED)).splitlines()
+    )
+
+
+def test_summary_table_shows_blank_lines_skipped() -> None:
+    lines = summary_table(_manifest({**BALANCED, "blank_lines_skipped": 3})).splitlines()
+    assert "blank lines skipped (not events, not counted as read): 3" in lines
+
+
 def test_summary_table_shows_success_amount() -> None:
     portal = next(
         line

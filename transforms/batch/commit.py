@@ -42,7 +42,15 @@ from transforms.core.manifest import build_manifest
 from transforms.core.scanner import Leak, SecretInOutput
 from transforms.storage import lease
 from transforms.storage.committed import superseded_aggregates
-from transforms.storage.files import delete, delete_tree, exists, read_text, replace, write_text
+from transforms.storage.files import (
+    delete,
+    delete_tree,
+    exists,
+    read_text,
+    remove_if_empty,
+    replace,
+    write_text,
+)
 from transforms.storage.partitions import StagedFile
 from transforms.storage.readback import read_back, scan_files
 
@@ -174,6 +182,7 @@ def commit_run(
         write_text(layout.success_marker(run.output_root, run.run_id), "")
         _delete_superseded(superseded)
         delete_tree(layout.staging_dir(run.output_root, run.run_id))
+        remove_if_empty(layout.join(run.output_root, layout.STAGING))
     log.info(
         "committed run %s: %d files published, %d superseded files removed",
         run.run_id,

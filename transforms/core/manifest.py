@@ -112,6 +112,11 @@ def summary_table(manifest: Mapping[str, Any]) -> str:
         f"{'total':<11}{t['read']:>10,}{t['accepted']:>10,}{t['rejected']:>10,}"
         f"{t['duplicates']:>8,}"
     )
+    if st.UNKNOWN_CHANNEL in manifest["by_channel"]:
+        lines.append(f"({st.UNKNOWN_CHANNEL}: lines whose channel could not be read; all rejected)")
+    blank = t.get("blank_lines_skipped", 0)
+    if blank:
+        lines.append(f"blank lines skipped (not events, not counted as read): {blank:,}")
     gates = manifest.get("quality_gates", [])
     if gates:
         lines.append(f"quality gates: {manifest['quality_gate']}")

@@ -9,6 +9,7 @@ then move into place) has one implementation, whatever the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import zlib
@@ -143,6 +144,14 @@ def delete(paths: list[str]) -> None:
     existing = [p for p in paths if not gcs.is_gcs(p) and FileSystems.exists(p)]
     if existing:
         FileSystems.delete(existing)
+
+
+def remove_if_empty(directory: str) -> None:
+    """Remove a local folder that holds nothing (gs:// has no folders to leave behind)."""
+    if gcs.is_gcs(directory):
+        return
+    with contextlib.suppress(OSError):  # not empty (another run's staging), or gone
+        os.rmdir(directory)
 
 
 def delete_tree(directory: str) -> None:
