@@ -132,7 +132,10 @@ def build(pipeline: beam.Pipeline, plan: BatchPlan) -> beam.PCollection:
         list(run.inputs), batch.range_bytes, batch.block_events
     )
     ingested = read.blocks | "Ingest" >> IngestEvents(
-        plan.pseudonym_key, run, plan.ingest.max_event_bytes
+        plan.pseudonym_key,
+        run,
+        plan.ingest.max_event_bytes,
+        bulk=not plan.ingest.reference_validation,
     )
     staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(settings)
     rejected_files = (

@@ -166,7 +166,10 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
         )
     )
     ingested = blocks | "Ingest" >> IngestEvents(
-        plan.pseudonym_key, run, plan.ingest.max_event_bytes
+        plan.pseudonym_key,
+        run,
+        plan.ingest.max_event_bytes,
+        bulk=not plan.ingest.reference_validation,
     )
     deduped = (
         ingested.accepted

@@ -44,10 +44,13 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
     ArrowBlock and stats (tagged). Splitting here, while the table is still decoded, saves
     every sink a decode and re-encode: batch and streaming both write per partition."""
 
-    def __init__(self, pseudonym_key: PseudonymKey, run: Run, max_event_bytes: int) -> None:
+    def __init__(
+        self, pseudonym_key: PseudonymKey, run: Run, max_event_bytes: int, bulk: bool = True
+    ) -> None:
         self._key = pseudonym_key  # a secret's or a file's name on Dataflow, not the key
         self._run = run
         self._max_event_bytes = max_event_bytes
+        self._bulk = bulk
         self._ctx: RunContext | None = None
         self._seen = 0
 
@@ -55,7 +58,7 @@ class ValidateBlocksFn(beam.DoFn):  # type: ignore[misc]
         # What is loaded by now lives for the whole run: keep it out of every collection.
         gc.freeze()
         normaliser = Normaliser(Pseudonymiser(self._key.resolve()), load_catalogue())
-        self._ctx = RunContext.of(self._run, normaliser, self._max_event_bytes)
+        self._ctx = RunContext.of(self._run, normaliser, self._max_event_bytes, self._bulk)
 
     def process(self, block: RawBlock) -> Iterator[Any]:
         assert self._ctx is not None, "setup() not called"
@@ -90,6 +93,7 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
         pseudonym_key: PseudonymKey | bytes,
         run: Run,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        bulk: bool = True,
     ) -> None:
         super().__init__()
         key = (
@@ -99,7 +103,7 @@ class IngestEvents(beam.PTransform):  # type: ignore[misc]
         )
         if key.value is not None:
             Pseudonymiser(key.value)  # refuse a weak key at construction, not on a worker
-        self._fn = ValidateBlocksFn(key, run, max_event_bytes)
+        self._fn = ValidateBlocksFn(key, run, max_event_bytes, bulk)
 
     def expand(self, blocks: beam.PCollection) -> IngestResult:
         results = blocks | "ValidateAndNormalise" >> beam.ParDo(self._fn).with_outputs(

@@ -57,9 +57,11 @@ class RunContext:
         return BulkNormaliser(self.normaliser.pseudonymise, self.normaliser.enrichment)
 
     @classmethod
-    def of(cls, run: Run, normaliser: Normaliser, max_event_bytes: int) -> RunContext:
+    def of(
+        cls, run: Run, normaliser: Normaliser, max_event_bytes: int, bulk: bool = True
+    ) -> RunContext:
         """The context of one run: its id, and its clock as every row's `ingested_at`."""
-        return cls(normaliser, run.run_id, run.ingested_micros, max_event_bytes)
+        return cls(normaliser, run.run_id, run.ingested_micros, max_event_bytes, bulk)
 
 
 @dataclass

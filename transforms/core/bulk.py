@@ -432,18 +432,16 @@ class BulkNormaliser:
 def _text(payloads: Sequence[bytes], max_bytes: int) -> pa.Array | None:
     """The block as a string column: a line over the size limit or not UTF-8 as an empty
     string, which no channel's line matches (the reference path rejects it)."""
-    try:
-        # Joined by a newline, an ASCII byte: two halves of a character in two lines do not
-        # make a valid one.
-        b"\n".join(payloads).decode("utf-8")
-        usable = list(payloads)
-    except UnicodeDecodeError:
-        usable = [p if _utf8(p) else b"" for p in payloads]
-    usable = [p if len(p) <= max_bytes else b"" for p in usable]
-    if not usable:
+    if not payloads:
         return None
-    # Every value is valid UTF-8 by now: the cast need not check it again.
-    return pa.array(usable, pa.binary()).cast(_S, safe=False)
+    sized = [p if len(p) <= max_bytes else b"" for p in payloads]
+    raw = pa.array(sized, pa.binary())
+    try:
+        return raw.cast(_S)  # Arrow checks UTF-8 itself, in one pass over the block
+    except pa.ArrowInvalid:
+        usable = [p if _utf8(p) else b"" for p in sized]
+        # Every value is valid UTF-8 by now: the cast need not check it again.
+        return pa.array(usable, pa.binary()).cast(_S, safe=False)
 
 
 def _utf8(payload: bytes) -> bool:
