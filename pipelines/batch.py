@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipelines import cli
-from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
+from pipelines.options import BatchOptions, IngestOptions, LeaseOptions, pseudonym_key_source
 from schemas import layout
 from schemas.run import BATCH, Run
 from transforms.batch.commit import CommitRun, refusal
@@ -170,6 +170,7 @@ def _parser() -> cli.Parser:
     )
     IngestOptions._add_argparse_args(parser)
     BatchOptions._add_argparse_args(parser)
+    LeaseOptions._add_argparse_args(parser)
     return parser
 
 
@@ -204,7 +205,8 @@ def plan(argv: Sequence[str]) -> BatchPlan:
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the batch pipeline to completion; returns the run manifest."""
     planned = plan(list(sys.argv[1:] if argv is None else argv))
-    info, options, batch = planned.run, planned.options, planned.batch
+    info, options = planned.run, planned.options
+    leasing_options = options.view_as(LeaseOptions)
     total = sum(size for _, size in info.inputs)
     log.info(
         "run %s: %d input files (%.1f MB) -> %s",
@@ -223,8 +225,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             info.output_root,
             info.run_id,
             lease.BATCH,
-            ttl=batch.lease_ttl_seconds,
-            wait=batch.wait_for_lease,
+            ttl=leasing_options.lease_ttl_seconds,
+            wait=leasing_options.wait_for_lease,
             hint="run again once it has finished, or pass --wait_for_lease SECONDS",
         )
     # What the run's safety checks cost before any work (the benchmark reads this line).
