@@ -1,0 +1,236 @@
+"""Compaction as Beam steps: stage each partition's rows anew, verify them, commit like a run.
+
+Each chosen partition (`transforms.core.compaction.select`) is read whole from its committed
+files, sorted as every writer sorts a payments file and written under `_staging/<run_id>/`
+as `compact-<run_id>-NNNNN.parquet` (`schemas.layout.compacted_part_name`), and each staged
+file is read back and scanned by the privacy scanner like any other (`partitions.scanned`).
+Then the partition is verified: the old files are read again and the staged ones read back,
+and they must hold exactly the same rows (count, event ids, sum of amount, every column) with
+the same aggregate figures. One mismatch fails the run with nothing published.
+
+The commit (`commit_compaction`), under the writer lease, moves the staged files into place,
+writes the manifest (pipeline "compact": files written, files removed, each partition's
+digest) and `_SUCCESS`, then deletes the old files. Committed readers switch from the old
+files to the new ones at `_SUCCESS` (`transforms.storage.committed`); a glob reader sees both
+from the first move to the last delete, and a compaction killed in between leaves files the
+next compaction deletes (`compaction_leftovers`) before it plans anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from schemas import layout
+from schemas.records import SCHEMA_VERSION
+from schemas.run import COMPACT, Run
+from transforms.batch.commit import screen_staged
+from transforms.core.compaction import (
+    PartitionFiles,
+    aggregate_differences,
+    chunks,
+    differences,
+    digest,
+    file_count,
+    in_file_order,
+    totals,
+)
+from transforms.core.scanner import SecretInOutput
+from transforms.storage import lease
+from transforms.storage.files import delete, delete_tree, read_parquet, replace, sizes, write_text
+from transforms.storage.partitions import StagedFile, scanned, stage
+
+log = logging.getLogger(__name__)
+
+
+class CompactionMismatch(RuntimeError):
+    """The rewritten files of a partition do not hold exactly its old rows: nothing is
+    published (the message names the partition and what differs)."""
+
+
+@dataclass(frozen=True)
+class CompactedPartition:
+    """A partition staged and verified: what the commit moves, removes and records."""
+
+    source: PartitionFiles
+    staged: tuple[StagedFile, ...]
+    digest: dict[str, Any] = field(default_factory=dict)
+    bytes_after: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The partition's entry in the manifest."""
+        return {
+            "partition": self.source.name,
+            "files_before": len(self.source.files),
+            "files_after": len(self.staged),
+            "bytes_before": self.source.bytes,
+            "bytes_after": self.bytes_after,
+            "rows": self.digest,
+        }
+
+
+def read_rows(paths: tuple[str, ...] | list[str]) -> pa.Table:
+    """The rows of a partition's files, one table (files of earlier releases with fewer
+    columns are widened, never narrowed)."""
+    tables = [read_parquet(path) for path in paths]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def stage_partition(partition: PartitionFiles, run: Run, target_bytes: int) -> list[StagedFile]:
+    """Write a partition's rows, in file order, as `file_count` staged files, each read back
+    and scanned."""
+    rows = in_file_order(read_rows(partition.files))
+    directory = layout.payments_dir(run.output_root, partition.channel, partition.event_date)
+    files = []
+    for index, chunk in enumerate(chunks(rows, file_count(partition.bytes, target_bytes))):
+        final = layout.join(directory, layout.compacted_part_name(run.run_id, index))
+        files.append(stage(chunk, final, run.output_root, run.run_id, scan=False))
+    return scanned(files)
+
+
+def verify_partition(partition: PartitionFiles, staged: list[StagedFile]) -> CompactedPartition:
+    """Read the old files again and the staged ones back; raise CompactionMismatch unless they
+    hold the same rows and give the same aggregate figures."""
+    old = read_rows(partition.files)
+    new = read_rows([s.staged for s in staged])
+    problems = differences(old, new)
+    problems += [f"{kind} figures differ" for kind in aggregate_differences(old, new)]
+    if problems:
+        raise CompactionMismatch(
+            f"the rewritten files of {partition.name} did not hold exactly its rows: "
+            + "; ".join(problems)
+            + ". Nothing was published."
+        )
+    after = sum(sizes([s.staged for s in staged]))
+    return CompactedPartition(partition, tuple(staged), digest(old).as_dict(), after)
+
+
+class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
+    """PartitionFiles -> (PartitionFiles, its staged files)."""
+
+    def __init__(self, run: Run, target_bytes: int) -> None:
+        self._run = run
+        self._target = target_bytes
+
+    def process(self, partition: PartitionFiles) -> Iterator[Any]:
+        yield partition, stage_partition(partition, self._run, self._target)
+
+
+class RewritePartitions(beam.PTransform):  # type: ignore[misc]
+    """PartitionFiles -> CompactedPartition: staged, scanned and verified, not yet published."""
+
+    def __init__(self, run: Run, target_bytes: int) -> None:
+        super().__init__()
+        self._run = run
+        self._target = target_bytes
+
+    def expand(self, partitions: beam.PCollection) -> beam.PCollection:
+        return (
+            partitions
+            | "SpreadPartitions" >> beam.Reshuffle()
+            | "StagePartition" >> beam.ParDo(StagePartitionFn(self._run, self._target))
+            | "VerifyPartition" >> beam.MapTuple(verify_partition)
+        )
+
+
+def compaction_manifest(
+    run: Run, partitions: list[CompactedPartition], scanned: dict[str, Any], target_mb: int
+) -> dict[str, Any]:
+    """The manifest of a compaction: the shape of a run's where readers look (`run_id`,
+    `pipeline`, `output_root`, `files_written`, `files_removed`), and what it verified."""
+    summaries = [p.summary() for p in sorted(partitions, key=lambda p: p.source.name)]
+    return {
+        "run_id": run.run_id,
+        "pipeline": COMPACT,
+        "schema_version": SCHEMA_VERSION,
+        "output_root": run.output_root,
+        "started_at": run.started_at_text,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [],
+        "target_file_mb": target_mb,
+        "counts": totals(summaries),
+        # Every partition was verified before the commit: same rows, ids, amount, figures.
+        "reconciles": True,
+        "partitions": summaries,
+        "files_written": sorted(s.final for p in partitions for s in p.staged),
+        "files_removed": sorted(f for p in partitions for f in p.source.files),
+        "privacy_scan": scanned,
+    }
+
+
+def commit_compaction(
+    run: Run, partitions: list[CompactedPartition], target_mb: int
+) -> dict[str, Any]:
+    """Under the writer lease: refuse on a secret in a staged file (SecretInOutput), move the
+    staged files into place, write the manifest and `_SUCCESS`, then delete the old files."""
+    staged = [s for p in partitions for s in p.staged]
+    with lease.commit_guard(run.output_root, run.run_id, pipeline=COMPACT) as still_held:
+        scan = screen_staged(run, staged)
+        still_held()
+        replace([s.staged for s in staged], [s.final for s in staged])
+        manifest = compaction_manifest(run, partitions, scan, target_mb)
+        run_dir = layout.run_dir(run.output_root, run.run_id)
+        still_held()
+        write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
+        write_text(layout.success_marker(run.output_root, run.run_id), "")
+        delete_replaced(manifest["files_removed"])
+        delete_tree(layout.staging_dir(run.output_root, run.run_id))
+    log.info(
+        "committed compaction %s: %d partitions, %d files -> %d",
+        run.run_id,
+        manifest["counts"]["partitions"],
+        manifest["counts"]["files_before"],
+        manifest["counts"]["files_after"],
+    )
+    return manifest
+
+
+def delete_replaced(paths: list[str]) -> None:
+    """Delete the files the committed compaction replaced. Committed readers already ignore
+    them; a failure leaves glob readers a partition counted twice until the next compaction
+    deletes them (`compaction_leftovers`), so it is logged, not raised."""
+    try:
+        delete(paths)
+    except Exception as err:
+        log.warning(
+            "could not delete %d replaced payments file(s) (%s: %s); committed readers are not "
+            "affected, and the next compaction deletes them",
+            len(paths),
+            type(err).__name__,
+            err,
+        )
+
+
+class CommitCompactionFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, run: Run, target_mb: int) -> None:
+        self._run = run
+        self._target_mb = target_mb
+
+    def process(self, partitions: list[CompactedPartition]) -> Iterator[dict[str, Any]]:
+        try:
+            yield commit_compaction(self._run, partitions, self._target_mb)
+        except SecretInOutput as refused:
+            raise RuntimeError(str(refused)) from refused
+
+
+class CommitCompaction(beam.PTransform):  # type: ignore[misc]
+    """Every CompactedPartition -> the compaction's manifest (one element), once all are in."""
+
+    def __init__(self, run: Run, target_mb: int) -> None:
+        super().__init__()
+        self._run = run
+        self._target_mb = target_mb
+
+    def expand(self, partitions: beam.PCollection) -> beam.PCollection:
+        return (
+            partitions
+            | "CollectPartitions" >> beam.combiners.ToList()
+            | "PublishCompaction" >> beam.ParDo(CommitCompactionFn(self._run, self._target_mb))
+        )
