@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
-from pipelines import cli
+from pipelines import cli, compact
 from pipelines.options import BatchOptions, IngestOptions, LeaseOptions, pseudonym_key_source
 from schemas import layout
 from schemas.run import BATCH, Run
@@ -266,6 +266,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if held is not None:
             held.release()
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
+    if not planned.batch.no_compact:
+        # After the lease is released (compaction takes its own, as its own run): the files
+        # this run added to earlier days' partitions, and yesterday's streaming panes.
+        manifest["compaction"] = compact.compact_after_batch(manifest, leasing_options)
     return manifest
 
 
@@ -354,6 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/month=*/")
     print(f"manifest:   {manifest_path}")
     print(f"elapsed:    {manifest['elapsed_seconds']} s")
+    compaction = manifest.get("compaction")
+    if compaction and compaction.get("compacted"):
+        counts = compaction["counts"]
+        print(
+            f"compacted:  {counts['partitions']} partitions, {counts['files_before']} files -> "
+            f"{counts['files_after']} (run {compaction['run_id']})"
+        )
+    elif compaction and compaction.get("skipped"):
+        print(f"compaction: skipped ({compaction['skipped']})")
     scan = manifest.get("privacy_scan")
     if scan:
         print(

@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import apache_beam as beam
@@ -30,7 +31,9 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines import cli
 from pipelines.options import CompactOptions, LeaseOptions
 from schemas import layout
+from schemas.enums import Channel
 from schemas.run import COMPACT, Run
+from schemas.timekeeping import BAHRAIN
 from transforms.batch.commit import refusal
 from transforms.batch.compact import CommitCompaction, CompactionMismatch, RewritePartitions
 from transforms.core.compaction import MEBIBYTE, Partition, PartitionFiles, parse_partitions, select
@@ -117,6 +120,42 @@ def partitions_of(root: str) -> list[PartitionFiles]:
         PartitionFiles(channel, day, tuple(sorted(paths)), sum(sizes(sorted(paths))))
         for (channel, day), paths in sorted(by_partition.items())
     ]
+
+
+def after_batch(manifest: dict[str, Any], yesterday: date) -> list[Partition]:
+    """What the nightly batch compacts once it has committed: every payments partition it
+    wrote to, and every channel's partition of `yesterday` (the Bahrain day the streaming
+    pipeline has just closed)."""
+    payments = layout.join(str(manifest["output_root"]), layout.PAYMENTS) + "/"
+    written = {layout.partition_of(p) for p in manifest["files_written"] if p.startswith(payments)}
+    return sorted(written | {(channel.value, yesterday) for channel in Channel})
+
+
+def compact_after_batch(
+    manifest: dict[str, Any], leasing: LeaseOptions, now: datetime | None = None
+) -> dict[str, Any]:
+    """Compact what a committed batch run touched (`after_batch`), locally (a few partitions
+    of a few MB each), waiting for the lease as a streaming pane would be waited for. A root
+    still busy after that is not compacted this time (logged): the next night, or
+    `python -m pipelines.compact`, does it."""
+    moment = now or datetime.now(timezone.utc)
+    yesterday = moment.astimezone(BAHRAIN).date() - timedelta(days=1)
+    partitions = after_batch(manifest, yesterday)
+    argv = [
+        "--output",
+        str(manifest["output_root"]),
+        "--partitions",
+        ",".join(layout.partition_path(channel, day) for channel, day in partitions),
+        "--wait_for_lease",
+        str(max(float(leasing.wait_for_lease), lease.BRIEF_HOLD_WAIT_SECONDS)),
+        "--lease_ttl_seconds",
+        str(leasing.lease_ttl_seconds),
+    ]
+    try:
+        return run(argv)
+    except lease.OutputBusy as busy:
+        log.warning("not compacted after the batch run: %s", busy)
+        return {"compacted": 0, "skipped": str(busy)}
 
 
 def build(pipeline: beam.Pipeline, planned: CompactPlan, chosen: list[PartitionFiles]) -> None:

@@ -111,6 +111,13 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             default=DEFAULT_BLOCK_EVENTS,
             help="events validated together as one block (default %(default)s)",
         )
+        parser.add_argument(
+            "--no_compact",
+            action="store_true",
+            help="do not compact afterwards: by default, once the run has committed, the "
+            "payments partitions it wrote to and yesterday's (streaming) partitions are "
+            "rewritten into one file each (python -m pipelines.compact, run by the launcher)",
+        )
 
 
 class LeaseOptions(PipelineOptions):  # type: ignore[misc]

@@ -35,18 +35,20 @@ NIGHTS = {
     "conflict_rate": 0.0,
     "late_rate": 0.2,  # later nights add rows to earlier nights' partitions
 }
+DAY_AFTER = date(2017, 6, 27)
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An output root written by three nightly batch runs (copied by each test)."""
+    """An output root written by three nightly batch runs that did not compact (copied by
+    each test)."""
     root = tmp_path_factory.mktemp("lake")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PAYMENTS_PSEUDONYM_KEY", TEST_KEY.decode())
         make_landing(root, **NIGHTS)
         landing = root / "landing"
         for night in sorted(p.name for p in landing.iterdir() if p.is_dir()):
-            run_batch(str(landing / night / "*.jsonl"), root / "out")
+            run_batch(str(landing / night / "*.jsonl"), root / "out", "--no_compact")
     return root
 
 
@@ -165,6 +167,39 @@ def test_a_batch_run_after_compaction_writes_no_event_twice(out: Path, lake: Pat
     assert rerun["counts"]["duplicates"] == rerun["counts"]["read"]
     assert _rows(out).equals(rows)
     assert set(_files_per_partition(out).values()) == {1}
+
+
+# --- the nightly batch compacts what it touched --------------------------------------------
+
+
+@pytest.mark.usefixtures("key_env")
+def test_the_nightly_batch_compacts_the_partitions_it_wrote_to(lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nightly"
+    landing = lake / "landing"
+    for night in sorted(p.name for p in landing.iterdir() if p.is_dir()):
+        manifest = run_batch(str(landing / night / "*.jsonl"), out)
+        assert set(_files_per_partition(out).values()) == {1}, night
+    assert manifest["compaction"]["pipeline"] == "compact"
+    lineage = ["ingested_at", "run_id"]  # other runs, other clocks: all else is the same
+    assert _rows(out).drop_columns(lineage).equals(_rows(lake / "out").drop_columns(lineage))
+    assert committed_files(str(out)) == _glob(out)
+    assert _files_per_partition(out).keys() == _files_per_partition(lake / "out").keys()
+
+
+def test_the_nightly_batch_compacts_its_partitions_and_yesterdays() -> None:
+    root = "/lake"
+    written = [
+        f"{root}/payments/channel=kiosk/event_date=2017-06-20/part-0123456789abcdef-00000.parquet",
+        f"{root}/rejected/part-0123456789abcdef-00000.parquet",
+        f"{root}/aggregates/by_status/month=2017-06/aggregate-v000002-r.parquet",
+    ]
+    chosen = compact.after_batch({"output_root": root, "files_written": written}, DAY_AFTER)
+    assert chosen == [
+        ("kiosk", date(2017, 6, 20)),
+        ("kiosk", DAY_AFTER),
+        ("mobile_app", DAY_AFTER),
+        ("portal", DAY_AFTER),
+    ]
 
 
 # --- killed at each step, then re-run -------------------------------------------------------

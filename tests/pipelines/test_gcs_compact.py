@@ -61,13 +61,13 @@ def emulator() -> Iterator[GcsEmulator]:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A local output root written by three nightly batch runs, to upload."""
+    """A local output root written by three nightly batch runs that did not compact."""
     root = tmp_path_factory.mktemp("gcs-lake")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PAYMENTS_PSEUDONYM_KEY", TEST_KEY.decode())
         make_landing(root, **NIGHTS)
         for night in sorted(p.name for p in (root / "landing").iterdir() if p.is_dir()):
-            run_batch(str(root / "landing" / night / "*.jsonl"), root / "out")
+            run_batch(str(root / "landing" / night / "*.jsonl"), root / "out", "--no_compact")
     return root / "out"
 
 
