@@ -255,6 +255,25 @@ def test_a_compaction_killed_at_any_step_and_run_again_loses_and_duplicates_noth
         assert manifest["leftovers_deleted"] > 0
 
 
+def test_a_secret_in_a_file_to_compact_is_refused_by_the_scan_and_nothing_changes(
+    out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Staged files are scanned like every other: a card number that reached a committed file
+    (by a defect since fixed) is not copied into a new one."""
+    partition = next(k for k, v in _files_per_partition(out).items() if v > 1)
+    target = sorted((out / layout.PAYMENTS / partition).glob("*.parquet"))[0]
+    table = pq.read_table(target)
+    names = ["Card 4111 1111 1111 1111", *table["service_name_en"].to_pylist()[1:]]
+    pq.write_table(table.set_column(2, "service_name_en", pa.array(names)), target)
+    files = data_files(out)
+
+    assert compact.main(["--output", str(out)]) == compact.EXIT_SECRET_IN_OUTPUT
+
+    assert "card" in capsys.readouterr().err.lower()
+    assert data_files(out) == files
+    assert not [m for m in manifests(out) if m["pipeline"] == "compact"]
+
+
 # --- against another writer ----------------------------------------------------------------
 
 

@@ -29,7 +29,6 @@ that counts; once it is, the run deletes the previous versions.
 
 from __future__ import annotations
 
-import functools
 import json
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
@@ -111,12 +110,21 @@ def committed_files(root: str, dataset: str = layout.PAYMENTS) -> list[str]:
     return [p for p in files if layout.aggregate_version_of(p) is None or p in current]
 
 
-@functools.lru_cache(maxsize=256)
-def _removed_by_compaction(root: str, run_id: str) -> frozenset[str]:
-    """The files (relative to `root`) a committed compaction removed. Cached: a committed
-    run's manifest is never rewritten."""
-    manifest = _manifest(root, run_id)
-    return frozenset(_listed(manifest, "files_removed")) if manifest else frozenset()
+# (root, run id) -> what that committed compaction removed. A committed run's manifest is
+# never rewritten, so once read it is kept: a streaming pane or a batch partition reading a
+# compacted partition costs no request after the first. Runs not (yet) committed are not kept.
+_COMMITTED_REMOVALS: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def _removals_if_committed(root: str, run_id: str) -> frozenset[str] | None:
+    """The files (relative to `root`) the compaction `run_id` removed, if it committed."""
+    key = (root, run_id)
+    if key not in _COMMITTED_REMOVALS:
+        if not run_committed(root, run_id):
+            return None
+        manifest = _manifest(root, run_id)
+        _COMMITTED_REMOVALS[key] = frozenset(_listed(manifest, "files_removed") if manifest else ())
+    return _COMMITTED_REMOVALS[key]
 
 
 def current_payment_files(root: str, paths: Sequence[str]) -> list[str]:
@@ -130,8 +138,9 @@ def current_payment_files(root: str, paths: Sequence[str]) -> list[str]:
     runs = {layout.run_of_compacted_part(posixpath.basename(p)) for p in paths} - {None}
     if not runs:
         return list(paths)
-    committed = {run for run in runs if run is not None and run_committed(root, run)}
-    removed = frozenset().union(*(_removed_by_compaction(root, run) for run in committed))
+    removals = {run: _removals_if_committed(root, run) for run in runs if run is not None}
+    committed = {run for run, removed in removals.items() if removed is not None}
+    removed = frozenset().union(*(r for r in removals.values() if r is not None))
     return [
         path
         for path in paths
