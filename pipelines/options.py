@@ -111,12 +111,23 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             default=DEFAULT_BLOCK_EVENTS,
             help="events validated together as one block (default %(default)s)",
         )
+
+        def flag(text: str) -> bool:
+            if text.lower() not in ("true", "false"):
+                raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+            return text.lower() == "true"
+
         parser.add_argument(
             "--no_compact",
-            action="store_true",
+            type=flag,
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="true|false",
             help="do not compact afterwards: by default, once the run has committed, the "
             "payments partitions it wrote to and yesterday's (streaming) partitions are "
-            "rewritten into one file each (python -m pipelines.compact, run by the launcher)",
+            "rewritten into one file each by the launcher (python -m pipelines.compact); a "
+            "template-launched job never compacts (default %(default)s)",
         )
 
 

@@ -246,7 +246,7 @@ def test_a_compaction_killed_at_any_step_and_run_again_loses_and_duplicates_noth
     manifest = compact.run(["--output", str(out)])  # takes over the dead run's lease
 
     _assert_compacted(out, rows, figures)
-    committed_compactions = [m for m in manifests(out) if m["pipeline"] == "compact"]
+    committed_compactions = manifests(out, "compact")
     assert len(committed_compactions) == 1  # the killed one, or the re-run: never both
     if where == "commit_moves":
         assert manifest["leftovers_deleted"] > 0  # the moved half of the killed run's files
@@ -271,7 +271,7 @@ def test_a_secret_in_a_file_to_compact_is_refused_by_the_scan_and_nothing_change
 
     assert "card" in capsys.readouterr().err.lower()
     assert data_files(out) == files
-    assert not [m for m in manifests(out) if m["pipeline"] == "compact"]
+    assert not manifests(out, "compact")
 
 
 # --- against another writer ----------------------------------------------------------------
