@@ -367,6 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     elif compaction and compaction.get("skipped"):
         print(f"compaction: skipped ({compaction['skipped']})")
+    elif compaction and compaction.get("failed"):
+        print(
+            f"error: compaction after the run failed, nothing of it published: "
+            f"{compaction['failed']}; run python -m pipelines.compact --output {root}",
+            file=sys.stderr,
+        )
     scan = manifest.get("privacy_scan")
     if scan:
         print(

@@ -136,8 +136,10 @@ def compact_after_batch(
 ) -> dict[str, Any]:
     """Compact what a committed batch run touched (`after_batch`), locally (a few partitions
     of a few MB each), waiting for the lease as a streaming pane would be waited for. A root
-    still busy after that is not compacted this time (logged): the next night, or
-    `python -m pipelines.compact`, does it."""
+    still busy after that is not compacted this time (logged), and a compaction that fails
+    (a mismatch, a secret found by the scan) publishes nothing and is reported, not raised:
+    the batch run has committed either way. The next night, or `python -m pipelines.compact`,
+    compacts what was left."""
     moment = now or datetime.now(timezone.utc)
     yesterday = moment.astimezone(BAHRAIN).date() - timedelta(days=1)
     partitions = after_batch(manifest, yesterday)
@@ -156,6 +158,9 @@ def compact_after_batch(
     except lease.OutputBusy as busy:
         log.warning("not compacted after the batch run: %s", busy)
         return {"compacted": 0, "skipped": str(busy)}
+    except Exception as error:  # the batch run is committed: its status stands, this is said
+        log.exception("compaction after the batch run failed; nothing of it was published")
+        return {"compacted": 0, "failed": f"{type(error).__name__}: {error}".splitlines()[0]}
 
 
 def build(pipeline: beam.Pipeline, planned: CompactPlan, chosen: list[PartitionFiles]) -> None:

@@ -23,6 +23,7 @@ from schemas import layout
 from tests.emulators import PROJECT_ROOT, pipeline_command
 from tests.pipelines.helpers import data_files, make_landing, manifests, payments, run_batch
 from tests.samples import TEST_KEY
+from transforms.batch.compact import CompactionMismatch
 from transforms.storage import lease
 from transforms.storage.committed import committed_files
 
@@ -184,6 +185,22 @@ def test_the_nightly_batch_compacts_the_partitions_it_wrote_to(lake: Path, tmp_p
     assert _rows(out).drop_columns(lineage).equals(_rows(lake / "out").drop_columns(lineage))
     assert committed_files(str(out)) == _glob(out)
     assert _files_per_partition(out).keys() == _files_per_partition(lake / "out").keys()
+
+
+@pytest.mark.usefixtures("key_env")
+def test_a_failed_compaction_after_a_batch_run_is_reported_and_the_run_stands(
+    lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def mismatch(_argv: list[str]) -> dict[str, object]:
+        raise CompactionMismatch("the rewritten files of a partition did not hold exactly its rows")
+
+    monkeypatch.setattr(compact, "run", mismatch)
+    out = tmp_path / "nightly"
+    night = str(lake / "landing" / "2017-06-24" / "*.jsonl")
+    status = batch.main(["--input", night, "--output", str(out), "--direct_num_workers", "1"])
+    assert status == 0
+    assert "error: compaction after the run failed" in capsys.readouterr().err
+    assert len(manifests(out)) == 1
 
 
 def test_the_nightly_batch_compacts_its_partitions_and_yesterdays() -> None:
