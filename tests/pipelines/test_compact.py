@@ -343,3 +343,30 @@ def test_a_batch_run_refuses_while_a_compaction_holds_the_output(
     assert process.returncode == 0, stderr.decode()[-2000:]
     assert _rows(out).equals(rows)
     assert set(_files_per_partition(out).values()) == {1}
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        ([], "--output is required"),
+        (["--partitions", "channel=atm/event_date=2017-06-24"], "--partitions 'channel=atm"),
+        (["--partitions", "channel=kiosk/event_date=2017-13-01"], "is not a date"),
+        (["--since", "yesterday"], "'yesterday' is not a day (YYYY-MM-DD)"),
+        (["--max_files", "0"], "'0' is not a count >= 1"),
+        (["--target_mb", "64"], "unknown option --target_mb"),
+    ],
+)
+def test_a_bad_command_line_is_refused_with_status_2(
+    tmp_path: Path, argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = [] if not argv else ["--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as refused:
+        compact.main([*output, *argv])
+    assert refused.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    assert said in last
+    assert not (tmp_path / "out").exists()
