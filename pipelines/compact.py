@@ -39,7 +39,7 @@ from transforms.batch.compact import CommitCompaction, CompactionMismatch, Rewri
 from transforms.core.compaction import MEBIBYTE, Partition, PartitionFiles, parse_partitions, select
 from transforms.core.scanner import SecretInOutput
 from transforms.storage import lease
-from transforms.storage.committed import committed_files, compaction_leftovers
+from transforms.storage.committed import committed_files, committed_runs, compaction_leftovers
 from transforms.storage.files import delete, read_text, sizes
 
 log = logging.getLogger("pipelines.compact")
@@ -163,13 +163,20 @@ def compact_after_batch(
         return {"compacted": 0, "failed": f"{type(error).__name__}: {error}".splitlines()[0]}
 
 
-def build(pipeline: beam.Pipeline, planned: CompactPlan, chosen: list[PartitionFiles]) -> None:
-    """Wire the compaction graph over the chosen partitions."""
+def build(
+    pipeline: beam.Pipeline,
+    planned: CompactPlan,
+    chosen: list[PartitionFiles],
+    planned_after: str = "",
+) -> None:
+    """Wire the compaction graph over the chosen partitions (`planned_after`: the newest
+    committed run when they were chosen, recorded in the manifest)."""
     (
         pipeline
         | "ChosenPartitions" >> beam.Create(chosen)
         | "RewritePartitions" >> RewritePartitions(planned.run, planned.target_bytes)
-        | "Commit" >> CommitCompaction(planned.run, int(planned.compact.target_file_mb))
+        | "Commit"
+        >> CommitCompaction(planned.run, int(planned.compact.target_file_mb), planned_after)
     )
 
 
@@ -201,6 +208,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     try:
         healed = heal(info.output_root)
+        # Chosen under the lease: nobody commits between this listing and the commit.
+        newest = (committed_runs(info.output_root) or [""])[-1]
         options = planned.compact
         every = partitions_of(info.output_root)
         chosen = select(
@@ -226,7 +235,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "leftovers_deleted": len(healed),
             }
         pipeline = beam.Pipeline(options=planned.options)
-        build(pipeline, planned, chosen)
+        build(pipeline, planned, chosen, newest)
         try:
             pipeline.run().wait_until_finish()
         except Exception as error:

@@ -143,7 +143,14 @@ def _file(root: Path, name: str) -> str:
     return str(path)
 
 
-def _commit(root: Path, run_id: str, pipeline: str, written: list[str], removed: list[str]) -> None:
+def _commit(
+    root: Path,
+    run_id: str,
+    pipeline: str,
+    written: list[str],
+    removed: list[str],
+    planned_after: str = "",
+) -> None:
     run = Path(layout.run_dir(str(root), run_id))
     run.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -152,6 +159,7 @@ def _commit(root: Path, run_id: str, pipeline: str, written: list[str], removed:
         "output_root": str(root),
         "files_written": written,
         "files_removed": removed,
+        "planned_after": planned_after,
     }
     (run / layout.MANIFEST).write_text(json.dumps(manifest))
     (run / layout.SUCCESS_MARKER).write_text("")
@@ -190,6 +198,20 @@ def test_a_path_written_again_after_a_compaction_removed_it_counts_again(tmp_pat
     _commit(tmp_path, KILLED, "batch", [old], [])  # a later run wrote the same name again
     assert committed_files(str(tmp_path)) == sorted([old, new])
     assert compaction_leftovers(str(tmp_path)) == []
+
+
+def test_a_compaction_started_before_the_run_whose_files_it_removed_still_removes_them(
+    tmp_path: Path,
+) -> None:
+    """It waited for the lease while that run committed (or started in the same second): its
+    id sorts first, its removals apply after the newest run it saw when it planned."""
+    early_compaction, later_batch = "20261202T000000Z-000001", "20261202T000005Z-ffffff"
+    old = _file(tmp_path, "part-0123456789abcdef-00000.parquet")
+    _commit(tmp_path, later_batch, "batch", [old], [])
+    new = _file(tmp_path, layout.compacted_part_name(early_compaction, 0))
+    _commit(tmp_path, early_compaction, COMPACT, [new], [old], planned_after=later_batch)
+    assert committed_files(str(tmp_path)) == [new]
+    assert compaction_leftovers(str(tmp_path)) == [old]
 
 
 def test_compacted_names_are_neither_batch_nor_pane_names() -> None:

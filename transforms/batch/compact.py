@@ -141,10 +141,16 @@ class RewritePartitions(beam.PTransform):  # type: ignore[misc]
 
 
 def compaction_manifest(
-    run: Run, partitions: list[CompactedPartition], scanned: dict[str, Any], target_mb: int
+    run: Run,
+    partitions: list[CompactedPartition],
+    scanned: dict[str, Any],
+    target_mb: int,
+    planned_after: str,
 ) -> dict[str, Any]:
     """The manifest of a compaction: the shape of a run's where readers look (`run_id`,
-    `pipeline`, `output_root`, `files_written`, `files_removed`), and what it verified."""
+    `pipeline`, `output_root`, `files_written`, `files_removed`), what it verified, and the
+    newest committed run when it chose its partitions (`planned_after`: committed readers
+    apply its removals after that run's files, whatever the two run ids)."""
     summaries = [p.summary() for p in sorted(partitions, key=lambda p: p.source.name)]
     return {
         "run_id": run.run_id,
@@ -154,6 +160,7 @@ def compaction_manifest(
         "started_at": run.started_at_text,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs": [],
+        "planned_after": planned_after,
         "target_file_mb": target_mb,
         "counts": totals(summaries),
         # Every partition was verified before the commit: same rows, ids, amount, figures.
@@ -166,7 +173,7 @@ def compaction_manifest(
 
 
 def commit_compaction(
-    run: Run, partitions: list[CompactedPartition], target_mb: int
+    run: Run, partitions: list[CompactedPartition], target_mb: int, planned_after: str
 ) -> dict[str, Any]:
     """Under the writer lease: refuse on a secret in a staged file (SecretInOutput), move the
     staged files into place, write the manifest and `_SUCCESS`, then delete the old files."""
@@ -175,7 +182,7 @@ def commit_compaction(
         scan = screen_staged(run, staged)
         still_held()
         replace([s.staged for s in staged], [s.final for s in staged])
-        manifest = compaction_manifest(run, partitions, scan, target_mb)
+        manifest = compaction_manifest(run, partitions, scan, target_mb, planned_after)
         run_dir = layout.run_dir(run.output_root, run.run_id)
         still_held()
         write_text(layout.join(run_dir, layout.MANIFEST), json.dumps(manifest, indent=2))
@@ -209,13 +216,14 @@ def delete_replaced(paths: list[str]) -> None:
 
 
 class CommitCompactionFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, run: Run, target_mb: int) -> None:
+    def __init__(self, run: Run, target_mb: int, planned_after: str) -> None:
         self._run = run
         self._target_mb = target_mb
+        self._planned_after = planned_after
 
     def process(self, partitions: list[CompactedPartition]) -> Iterator[dict[str, Any]]:
         try:
-            yield commit_compaction(self._run, partitions, self._target_mb)
+            yield commit_compaction(self._run, partitions, self._target_mb, self._planned_after)
         except SecretInOutput as refused:
             raise RuntimeError(str(refused)) from refused
 
@@ -223,14 +231,13 @@ class CommitCompactionFn(beam.DoFn):  # type: ignore[misc]
 class CommitCompaction(beam.PTransform):  # type: ignore[misc]
     """Every CompactedPartition -> the compaction's manifest (one element), once all are in."""
 
-    def __init__(self, run: Run, target_mb: int) -> None:
+    def __init__(self, run: Run, target_mb: int, planned_after: str) -> None:
         super().__init__()
-        self._run = run
-        self._target_mb = target_mb
+        self._fn = CommitCompactionFn(run, target_mb, planned_after)
 
     def expand(self, partitions: beam.PCollection) -> beam.PCollection:
         return (
             partitions
             | "CollectPartitions" >> beam.combiners.ToList()
-            | "PublishCompaction" >> beam.ParDo(CommitCompactionFn(self._run, self._target_mb))
+            | "PublishCompaction" >> beam.ParDo(self._fn)
         )

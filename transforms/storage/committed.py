@@ -13,12 +13,14 @@ an old manifest naming them adds nothing.
 
 Compaction (`pipelines/compact.py`) rewrites a partition's committed files into one (or a few)
 and commits like a run: its manifest lists the files it wrote and those it removed. The files
-listed as removed by a committed compaction no longer count, from its `_SUCCESS` on (unless a
-later committed run lists one as written again), whether or not they are deleted yet; its new
-files count from then on, not before. So a committed reader sees the old files or the new
-ones, never both. A glob reader may see both between the compaction's first move and the
-last delete after its `_SUCCESS`; `current_payment_files` is the rule the writers' own reads
-of a partition follow in that window, and the next compaction deletes what a killed one left.
+listed as removed by a committed compaction no longer count from its `_SUCCESS` on, whether
+or not they are deleted yet, unless a committed run that planned after it lists one as written
+again (manifests apply in run order, a compaction's right after the newest run it saw:
+`_applied_order`); its new files count from then on, not before. So a committed reader sees
+the old files or the new ones, never both. A glob reader may see both between the
+compaction's first move and the last delete after its `_SUCCESS`; `current_payment_files` is
+the rule the writers' own reads of a partition follow in that window, and the next compaction
+deletes what a killed one left.
 
 Aggregates are the exception to "one file, one set of rows": a month's file is rewritten by
 every run that touches the month, so each run writes a new version of it
@@ -65,16 +67,25 @@ def _listed(manifest: dict[str, Any], key: str) -> set[str]:
     return {_relative(p, written_root) for p in manifest.get(key, [])}
 
 
+def _applied_order(run_id: str, manifest: dict[str, Any]) -> tuple[str, int, str]:
+    """Where a committed run's manifest applies in the ledger: in run-id (start) order, but a
+    compaction right after the newest committed run it saw when it planned (`planned_after`):
+    it may have started earlier, waiting for the lease while that run committed the very files
+    it then removed, or in the same second as that run (ids sort by the second)."""
+    if manifest.get("pipeline") == COMPACT:
+        return max(run_id, str(manifest.get("planned_after") or "")), 1, run_id
+    return run_id, 0, run_id
+
+
 def _ledger(root: str) -> tuple[list[str], set[str], set[str]]:
     """(committed runs, files their manifests vouch for, files a committed compaction removed
-    that no later run wrote again), read oldest run first; paths relative to `root`."""
+    that no later run wrote again), manifests applied in `_applied_order`; paths relative to
+    `root`."""
     trusted: set[str] = set()
     compacted_away: set[str] = set()
     runs = committed_runs(root)
-    for run_id in runs:
-        manifest = _manifest(root, run_id)
-        if manifest is None:
-            continue
+    manifests = [(run_id, m) for run_id in runs if (m := _manifest(root, run_id)) is not None]
+    for _, manifest in sorted(manifests, key=lambda entry: _applied_order(*entry)):
         written = _listed(manifest, "files_written")
         trusted |= written
         compacted_away -= written
