@@ -22,14 +22,18 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
     DirectOptions,
-    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
-    TestOptions,
 )
 
 from pipelines import cli, compact
-from pipelines.options import BatchOptions, IngestOptions, LeaseOptions, pseudonym_key_source
+from pipelines.options import (
+    BatchOptions,
+    IngestOptions,
+    LeaseOptions,
+    pseudonym_key_source,
+    runs_elsewhere_later,
+)
 from schemas import layout
 from schemas.run import BATCH, Run
 from transforms.batch.commit import CommitRun, refusal
@@ -293,13 +297,6 @@ def refusal_of(info: Run, error: BaseException) -> SecretInOutput | None:
         cause = cause.__cause__ or cause.__context__
     leaks = leaks_in_text(str(error))
     return SecretInOutput(leaks) if leaks else None
-
-
-def runs_elsewhere_later(options: PipelineOptions) -> bool:
-    """Whether running the pipeline here only built or submitted the job (a template launch
-    or a dry run), so its results are not there yet."""
-    cloud = options.view_as(GoogleCloudOptions)
-    return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)
 
 
 def exit_status(manifest: dict[str, Any]) -> int:

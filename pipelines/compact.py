@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import cli
-from pipelines.options import CompactOptions, LeaseOptions
+from pipelines.options import CompactOptions, LeaseOptions, runs_elsewhere_later
 from schemas import layout
 from schemas.enums import Channel
 from schemas.run import COMPACT, Run
@@ -246,6 +246,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if "did not hold exactly its rows" in str(error):
                 raise CompactionMismatch(str(error).splitlines()[0]) from error
             raise
+        if runs_elsewhere_later(planned.options):
+            # A dry run or a template: the job runs later, and its commit step takes the
+            # lease itself for the commit (the partitions were chosen under this one).
+            return {"run_id": info.run_id, "output_root": info.output_root, "submitted": True}
         manifest_path = layout.join(layout.run_dir(info.output_root, info.run_id), layout.MANIFEST)
         manifest: dict[str, Any] = json.loads(read_text(manifest_path))
     finally:
@@ -273,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecretInOutput as refused:
         print(f"error: {refused}", file=sys.stderr)
         return EXIT_SECRET_IN_OUTPUT
+    if manifest.get("submitted"):
+        print(f"submitted compaction {manifest['run_id']}")
+        return 0
     if not manifest["compacted"]:
         print(
             f"nothing to compact: {manifest['partitions_seen']} partitions, none holds more "

@@ -8,7 +8,7 @@ import os
 from datetime import date
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
 from transforms.batch.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
 from transforms.core.compaction import DEFAULT_MAX_FILES, DEFAULT_TARGET_FILE_MB
@@ -247,3 +247,10 @@ def pseudonym_key_source(
     except ValueError as error:
         raise SystemExit(f"error: {KEY_ENV}: {error}") from error
     return PseudonymKey(value=str(value).encode())
+
+
+def runs_elsewhere_later(options: PipelineOptions) -> bool:
+    """Whether running the pipeline here only built or submitted the job (a template launch
+    or a dry run), so its results are not there yet."""
+    cloud = options.view_as(GoogleCloudOptions)
+    return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)
