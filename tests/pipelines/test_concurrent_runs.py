@@ -293,3 +293,7 @@ def test_a_batch_run_and_the_streaming_pipeline_on_one_root_never_write_an_event
     written_by_batch = night_manifest["counts"]["accepted"]
     assert streamed["accepted"] + written_by_batch == truth["valid_events"]
     assert night_manifest["reconciles"]
+    # The night compacted the partitions it wrote to, streaming panes included, while the
+    # streaming pipeline went on writing: still none twice and none missing (above).
+    [compaction] = manifests(out, "compact")
+    assert any(layout.run_of_pane_part(Path(f).name) for f in compaction["files_removed"])
