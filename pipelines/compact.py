@@ -111,14 +111,23 @@ def plan(argv: Sequence[str]) -> CompactPlan:
     return CompactPlan(Run.start(COMPACT, known.output), options, named)
 
 
-def partitions_of(root: str) -> list[PartitionFiles]:
-    """Every payments partition with its committed files and their bytes."""
+def partitions_of(
+    root: str, named: frozenset[Partition] | None = None, since: date | None = None
+) -> list[PartitionFiles]:
+    """Every payments partition with its committed files and their bytes, or only those
+    `named` and from `since` on (sizes are looked up for those alone: on GCS one request per
+    file, which the nightly run should not pay for a whole year's lake)."""
     by_partition: dict[Partition, list[str]] = defaultdict(list)
     for path in committed_files(root, layout.PAYMENTS):
         by_partition[layout.partition_of(path)].append(path)
+    kept = {
+        key: sorted(paths)
+        for key, paths in by_partition.items()
+        if (named is None or key in named) and (since is None or key[1] >= since)
+    }
     return [
-        PartitionFiles(channel, day, tuple(sorted(paths)), sum(sizes(sorted(paths))))
-        for (channel, day), paths in sorted(by_partition.items())
+        PartitionFiles(channel, day, tuple(paths), sum(sizes(paths)))
+        for (channel, day), paths in sorted(kept.items())
     ]
 
 
@@ -211,7 +220,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # Chosen under the lease: nobody commits between this listing and the commit.
         newest = (committed_runs(info.output_root) or [""])[-1]
         options = planned.compact
-        every = partitions_of(info.output_root)
+        every = partitions_of(info.output_root, planned.named, options.since)
         chosen = select(
             every,
             int(options.max_files),
