@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from pipelines import cli, compact
+from pipelines import cli
 from pipelines.options import (
     BatchOptions,
     IngestOptions,
@@ -35,8 +35,9 @@ from pipelines.options import (
     runs_elsewhere_later,
 )
 from schemas import layout
-from schemas.run import BATCH, Run
+from schemas.run import BATCH, COMPACT, Run
 from transforms.batch.commit import CommitRun, refusal
+from transforms.batch.compact import CompactAfterRun
 from transforms.batch.read import ReadRawBlocks
 from transforms.batch.stage import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.core.gates import GateThresholds
@@ -45,7 +46,7 @@ from transforms.core.outputs import Output
 from transforms.core.scanner import Leak, SecretInOutput, leaks_in_text
 from transforms.ingest import IngestEvents, MergeStats
 from transforms.storage import lease
-from transforms.storage.files import fingerprint, read_text
+from transforms.storage.files import exists, fingerprint, read_text
 from transforms.storage.keys import PseudonymKey
 from transforms.storage.partitions import WriteSettings
 
@@ -110,6 +111,9 @@ class BatchPlan:
     gates: GateThresholds
     # Seconds taken to list and fingerprint the inputs (logged with the lease's).
     checks_seconds: float = field(default=0.0, compare=False)
+    # The compaction of what the run touched, run by the job after its commit; None with
+    # --no_compact (and in plans made by hand).
+    compaction: Run | None = None
 
     @property
     def batch(self) -> BatchOptions:
@@ -151,7 +155,12 @@ def build(pipeline: beam.Pipeline, plan: BatchPlan) -> beam.PCollection:
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> MergeStats()
     )
-    return stats | "Commit" >> CommitRun(run, all_staged, staged[Output.STALE.value], plan.gates)
+    manifest = stats | "Commit" >> CommitRun(
+        run, all_staged, staged[Output.STALE.value], plan.gates
+    )
+    if plan.compaction is not None:
+        _ = manifest | "CompactTouched" >> CompactAfterRun(run, plan.compaction)
+    return manifest
 
 
 def _parser() -> cli.Parser:
@@ -201,8 +210,16 @@ def plan(argv: Sequence[str]) -> BatchPlan:
     with ThreadPoolExecutor(max_workers=4) as pool:  # zlib and GCS reads release the GIL
         fingerprints = list(pool.map(fingerprint, [f.path for f in files]))
     run = Run.start(BATCH, common.output, input_key(files, fingerprints), files)
+    compaction = (
+        None if options.view_as(BatchOptions).no_compact else Run.start(COMPACT, run.output_root)
+    )
     return BatchPlan(
-        run, options, key, GateThresholds.from_options(options), time.monotonic() - checking
+        run,
+        options,
+        key,
+        GateThresholds.from_options(options),
+        time.monotonic() - checking,
+        compaction,
     )
 
 
@@ -270,11 +287,20 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if held is not None:
             held.release()
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
-    if not planned.batch.no_compact:
-        # After the lease is released (compaction takes its own, as its own run): the files
-        # this run added to earlier days' partitions, and yesterday's streaming panes.
-        manifest["compaction"] = compact.compact_after_batch(manifest, leasing_options)
+    if planned.compaction is not None:
+        manifest["compaction"] = compaction_of(planned.compaction)
     return manifest
+
+
+def compaction_of(compaction: Run) -> dict[str, Any]:
+    """What the job's compaction of the partitions the run touched committed: its manifest, or
+    `{"compacted": 0}` when it wrote none (nothing needed it, or it published nothing: then
+    the job's log says why)."""
+    path = layout.join(layout.run_dir(compaction.output_root, compaction.run_id), layout.MANIFEST)
+    if not exists(path):
+        return {"compacted": 0, "run_id": compaction.run_id}
+    found: dict[str, Any] = json.loads(read_text(path))
+    return {**found, "compacted": found["counts"]["partitions"]}
 
 
 def refusal_of(info: Run, error: BaseException) -> SecretInOutput | None:
@@ -361,14 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"compacted:  {counts['partitions']} partitions, {counts['files_before']} files -> "
             f"{counts['files_after']} (run {compaction['run_id']})"
-        )
-    elif compaction and compaction.get("skipped"):
-        print(f"compaction: skipped ({compaction['skipped']})")
-    elif compaction and compaction.get("failed"):
-        print(
-            f"error: compaction after the run failed, nothing of it published: "
-            f"{compaction['failed']}; run python -m pipelines.compact --output {root}",
-            file=sys.stderr,
         )
     scan = manifest.get("privacy_scan")
     if scan:

@@ -19,10 +19,8 @@ import json
 import logging
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import apache_beam as beam
@@ -31,16 +29,20 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines import cli
 from pipelines.options import CompactOptions, LeaseOptions, runs_elsewhere_later
 from schemas import layout
-from schemas.enums import Channel
 from schemas.run import COMPACT, Run
-from schemas.timekeeping import BAHRAIN
 from transforms.batch.commit import refusal
-from transforms.batch.compact import CommitCompaction, CompactionMismatch, RewritePartitions
+from transforms.batch.compact import (
+    CommitCompaction,
+    CompactionMismatch,
+    RewritePartitions,
+    heal,
+    partitions_of,
+)
 from transforms.core.compaction import MEBIBYTE, Partition, PartitionFiles, parse_partitions, select
 from transforms.core.scanner import SecretInOutput
 from transforms.storage import lease
-from transforms.storage.committed import committed_files, committed_runs, compaction_leftovers
-from transforms.storage.files import delete, read_text, sizes
+from transforms.storage.committed import committed_runs
+from transforms.storage.files import read_text
 
 log = logging.getLogger("pipelines.compact")
 DEFAULT_RUNNER = "FnApiRunner"  # as pipelines/batch.py: no detour through Prism
@@ -111,67 +113,6 @@ def plan(argv: Sequence[str]) -> CompactPlan:
     return CompactPlan(Run.start(COMPACT, known.output), options, named)
 
 
-def partitions_of(
-    root: str, named: frozenset[Partition] | None = None, since: date | None = None
-) -> list[PartitionFiles]:
-    """Every payments partition with its committed files and their bytes, or only those
-    `named` and from `since` on (sizes are looked up for those alone: on GCS one request per
-    file, which the nightly run should not pay for a whole year's lake)."""
-    by_partition: dict[Partition, list[str]] = defaultdict(list)
-    for path in committed_files(root, layout.PAYMENTS):
-        by_partition[layout.partition_of(path)].append(path)
-    kept = {
-        key: sorted(paths)
-        for key, paths in by_partition.items()
-        if (named is None or key in named) and (since is None or key[1] >= since)
-    }
-    return [
-        PartitionFiles(channel, day, tuple(paths), sum(sizes(paths)))
-        for (channel, day), paths in sorted(kept.items())
-    ]
-
-
-def after_batch(manifest: dict[str, Any], yesterday: date) -> list[Partition]:
-    """What the nightly batch compacts once it has committed: every payments partition it
-    wrote to, and every channel's partition of `yesterday` (the Bahrain day the streaming
-    pipeline has just closed)."""
-    payments = layout.join(str(manifest["output_root"]), layout.PAYMENTS) + "/"
-    written = {layout.partition_of(p) for p in manifest["files_written"] if p.startswith(payments)}
-    return sorted(written | {(channel.value, yesterday) for channel in Channel})
-
-
-def compact_after_batch(
-    manifest: dict[str, Any], leasing: LeaseOptions, now: datetime | None = None
-) -> dict[str, Any]:
-    """Compact what a committed batch run touched (`after_batch`), locally (a few partitions
-    of a few MB each), waiting for the lease as a streaming pane would be waited for. A root
-    still busy after that is not compacted this time (logged), and a compaction that fails
-    (a mismatch, a secret found by the scan) publishes nothing and is reported, not raised:
-    the batch run has committed either way. The next night, or `python -m pipelines.compact`,
-    compacts what was left."""
-    moment = now or datetime.now(timezone.utc)
-    yesterday = moment.astimezone(BAHRAIN).date() - timedelta(days=1)
-    partitions = after_batch(manifest, yesterday)
-    argv = [
-        "--output",
-        str(manifest["output_root"]),
-        "--partitions",
-        ",".join(layout.partition_path(channel, day) for channel, day in partitions),
-        "--wait_for_lease",
-        str(max(float(leasing.wait_for_lease), lease.BRIEF_HOLD_WAIT_SECONDS)),
-        "--lease_ttl_seconds",
-        str(leasing.lease_ttl_seconds),
-    ]
-    try:
-        return run(argv)
-    except lease.OutputBusy as busy:
-        log.warning("not compacted after the batch run: %s", busy)
-        return {"compacted": 0, "skipped": str(busy)}
-    except Exception as error:  # the batch run is committed: its status stands, this is said
-        log.exception("compaction after the batch run failed; nothing of it was published")
-        return {"compacted": 0, "failed": f"{type(error).__name__}: {error}".splitlines()[0]}
-
-
 def build(
     pipeline: beam.Pipeline,
     planned: CompactPlan,
@@ -187,18 +128,6 @@ def build(
         | "Commit"
         >> CommitCompaction(planned.run, int(planned.compact.target_file_mb), planned_after)
     )
-
-
-def heal(root: str) -> list[str]:
-    """Delete what a killed compaction left (no reader counts these files); returns them."""
-    leftovers = compaction_leftovers(root)
-    if leftovers:
-        log.warning(
-            "deleting %d payments file(s) a killed compaction left (no reader counts them)",
-            len(leftovers),
-        )
-        delete(leftovers)
-    return leftovers
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -124,10 +124,9 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             const=True,
             default=False,
             metavar="true|false",
-            help="do not compact afterwards: by default, once the run has committed, the "
-            "payments partitions it wrote to and yesterday's (streaming) partitions are "
-            "rewritten into one file each by the launcher (python -m pipelines.compact); a "
-            "template-launched job never compacts (default %(default)s)",
+            help="do not compact afterwards: by default, once the run has committed, the job "
+            "rewrites the payments partitions it wrote to and yesterday's (streaming) "
+            "partitions into one file each, as pipelines.compact would (default %(default)s)",
         )
 
 

@@ -21,6 +21,7 @@ from tests.deploy.dataflow_jobs import (
     DATAFLOW_FLAGS,
     LAKE,
     WORKER_IMAGE,
+    build_batch_job,
     captured_dataflow_jobs,
     labelled_step_names,
     worker_pool,
@@ -82,3 +83,16 @@ def test_compact_run_returns_when_dataflow_only_builds_the_job(tmp_path: Path) -
     assert len(jobs) == 1
     assert all(Path(f).exists() for f in files)
     assert not list((tmp_path / "_lease").iterdir())
+
+
+def test_the_nightly_batch_job_compacts_after_its_commit() -> None:
+    """Inside the job, so a template launch compacts too: from the commit's manifest on."""
+    job = build_batch_job([f"--sdk_container_image={WORKER_IMAGE}"], compaction=True)
+    steps = labelled_step_names(job)
+    for step in (
+        "CompactTouched/ChoosePartitions",
+        "CompactTouched/RewritePartitions",
+        "CompactTouched/CommitCompaction",
+    ):
+        assert step in steps
+    assert "Commit/PublishRun" in steps

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import apache_beam as beam
@@ -31,8 +32,13 @@ import pyarrow as pa
 from schemas import layout
 from schemas.records import SCHEMA_VERSION
 from schemas.run import COMPACT, Run
+from schemas.timekeeping import BAHRAIN
 from transforms.batch.commit import screen_staged
 from transforms.core.compaction import (
+    DEFAULT_MAX_FILES,
+    DEFAULT_TARGET_FILE_MB,
+    MEBIBYTE,
+    Partition,
     PartitionFiles,
     aggregate_differences,
     chunks,
@@ -40,10 +46,13 @@ from transforms.core.compaction import (
     digest,
     file_count,
     in_file_order,
+    select,
     totals,
+    touched_partitions,
 )
 from transforms.core.scanner import SecretInOutput
 from transforms.storage import lease
+from transforms.storage.committed import committed_files, compaction_leftovers
 from transforms.storage.files import delete, delete_tree, read_parquet, replace, sizes, write_text
 from transforms.storage.partitions import StagedFile, scanned, stage
 
@@ -74,6 +83,39 @@ class CompactedPartition:
             "bytes_after": self.bytes_after,
             "rows": self.digest,
         }
+
+
+def partitions_of(
+    root: str, named: frozenset[Partition] | None = None, since: date | None = None
+) -> list[PartitionFiles]:
+    """Every payments partition with its committed files and their bytes, or only those
+    `named` and from `since` on (sizes are looked up for those alone: on GCS one request per
+    file, which the nightly run should not pay for a whole year's lake)."""
+    by_partition: dict[Partition, list[str]] = defaultdict(list)
+    for path in committed_files(root, layout.PAYMENTS):
+        by_partition[layout.partition_of(path)].append(path)
+    kept = {
+        key: sorted(paths)
+        for key, paths in by_partition.items()
+        if (named is None or key in named) and (since is None or key[1] >= since)
+    }
+    return [
+        PartitionFiles(channel, day, tuple(paths), sum(sizes(paths)))
+        for (channel, day), paths in sorted(kept.items())
+    ]
+
+
+def heal(root: str) -> list[str]:
+    """Delete what a killed compaction left (no reader counts these files), under the lease;
+    returns them."""
+    leftovers = compaction_leftovers(root)
+    if leftovers:
+        log.warning(
+            "deleting %d payments file(s) a killed compaction left (no reader counts them)",
+            len(leftovers),
+        )
+        delete(leftovers)
+    return leftovers
 
 
 def read_rows(paths: tuple[str, ...] | list[str]) -> pa.Table:
@@ -123,21 +165,37 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         yield partition, stage_partition(partition, self._run, self._target)
 
 
-class RewritePartitions(beam.PTransform):  # type: ignore[misc]
-    """PartitionFiles -> CompactedPartition: staged, scanned and verified, not yet published."""
+def verified_or_left(
+    partition: PartitionFiles, staged: list[StagedFile]
+) -> Iterator[CompactedPartition]:
+    """`verify_partition`, for compaction inside a batch run: a partition that does not verify
+    is left as it is (logged and counted) instead of failing a run that has committed."""
+    try:
+        yield verify_partition(partition, staged)
+    except CompactionMismatch as mismatch:
+        log.error("%s The partition is left as it was.", mismatch)
+        beam.metrics.Metrics.counter("compact", "mismatches").inc()
 
-    def __init__(self, run: Run, target_bytes: int) -> None:
+
+class RewritePartitions(beam.PTransform):  # type: ignore[misc]
+    """PartitionFiles -> CompactedPartition: staged, scanned and verified, not yet published.
+    With `leave_mismatches`, a partition that does not verify is left out, not raised."""
+
+    def __init__(self, run: Run, target_bytes: int, leave_mismatches: bool = False) -> None:
         super().__init__()
         self._run = run
         self._target = target_bytes
+        self._leave = leave_mismatches
 
     def expand(self, partitions: beam.PCollection) -> beam.PCollection:
-        return (
+        staged = (
             partitions
             | "SpreadPartitions" >> beam.Reshuffle()
             | "StagePartition" >> beam.ParDo(StagePartitionFn(self._run, self._target))
-            | "VerifyPartition" >> beam.MapTuple(verify_partition)
         )
+        if self._leave:
+            return staged | "VerifyPartition" >> beam.FlatMapTuple(verified_or_left)
+        return staged | "VerifyPartition" >> beam.MapTuple(verify_partition)
 
 
 def compaction_manifest(
@@ -172,13 +230,40 @@ def compaction_manifest(
     }
 
 
+def still_committed(root: str, partitions: list[CompactedPartition]) -> list[CompactedPartition]:
+    """The partitions whose files are all still committed. Inside a template-launched batch
+    job the partitions were chosen before the commit took the lease: one that another writer
+    compacted meanwhile is left out (its rows are in that writer's files already)."""
+    current = set(committed_files(root, layout.PAYMENTS))
+    kept = [p for p in partitions if all(f in current for f in p.source.files)]
+    for gone in (p for p in partitions if p not in kept):
+        log.warning("%s changed since it was chosen: not compacted this time", gone.source.name)
+    return kept
+
+
 def commit_compaction(
-    run: Run, partitions: list[CompactedPartition], target_mb: int, planned_after: str
+    run: Run,
+    partitions: list[CompactedPartition],
+    target_mb: int,
+    planned_after: str,
+    lease_owner: str | None = None,
 ) -> dict[str, Any]:
     """Under the writer lease: refuse on a secret in a staged file (SecretInOutput), move the
-    staged files into place, write the manifest and `_SUCCESS`, then delete the old files."""
+    staged files into place, write the manifest and `_SUCCESS`, then delete the old files.
+
+    `lease_owner` is the batch run whose lease covers a compaction inside its graph (its
+    launcher's, or for a template launch one the commit takes itself): then what a killed
+    compaction left is deleted here first, and with nothing to rewrite nothing more is
+    written (no manifest). Returns the manifest, empty when none was written."""
     staged = [s for p in partitions for s in p.staged]
-    with lease.commit_guard(run.output_root, run.run_id, pipeline=COMPACT) as still_held:
+    owner, pipeline = (lease_owner, lease.BATCH) if lease_owner else (run.run_id, COMPACT)
+    with lease.commit_guard(run.output_root, owner, pipeline=pipeline) as still_held:
+        if lease_owner:
+            heal(run.output_root)
+            partitions = still_committed(run.output_root, partitions)
+        if not partitions:
+            delete_tree(layout.staging_dir(run.output_root, run.run_id))
+            return {}
         scan = screen_staged(run, staged)
         still_held()
         replace([s.staged for s in staged], [s.final for s in staged])
@@ -216,28 +301,83 @@ def delete_replaced(paths: list[str]) -> None:
 
 
 class CommitCompactionFn(beam.DoFn):  # type: ignore[misc]
-    def __init__(self, run: Run, target_mb: int, planned_after: str) -> None:
+    def __init__(
+        self, run: Run, target_mb: int, planned_after: str, lease_owner: str | None = None
+    ) -> None:
         self._run = run
         self._target_mb = target_mb
         self._planned_after = planned_after
+        self._lease_owner = lease_owner
 
     def process(self, partitions: list[CompactedPartition]) -> Iterator[dict[str, Any]]:
         try:
-            yield commit_compaction(self._run, partitions, self._target_mb, self._planned_after)
-        except SecretInOutput as refused:
-            raise RuntimeError(str(refused)) from refused
+            manifest = commit_compaction(
+                self._run, partitions, self._target_mb, self._planned_after, self._lease_owner
+            )
+        except (SecretInOutput, lease.LeaseError) as refused:
+            if self._lease_owner is None:
+                if isinstance(refused, SecretInOutput):
+                    raise RuntimeError(str(refused)) from refused
+                raise
+            # Inside a batch run that has committed: its compaction publishes nothing, and
+            # the run stands (the next compaction tries again).
+            log.error("compaction %s published nothing: %s", self._run.run_id, refused)
+            return
+        if manifest:
+            yield manifest
 
 
 class CommitCompaction(beam.PTransform):  # type: ignore[misc]
     """Every CompactedPartition -> the compaction's manifest (one element), once all are in."""
 
-    def __init__(self, run: Run, target_mb: int, planned_after: str) -> None:
+    def __init__(
+        self, run: Run, target_mb: int, planned_after: str, lease_owner: str | None = None
+    ) -> None:
         super().__init__()
-        self._fn = CommitCompactionFn(run, target_mb, planned_after)
+        self._fn = CommitCompactionFn(run, target_mb, planned_after, lease_owner)
 
     def expand(self, partitions: beam.PCollection) -> beam.PCollection:
         return (
             partitions
             | "CollectPartitions" >> beam.combiners.ToList()
             | "PublishCompaction" >> beam.ParDo(self._fn)
+        )
+
+
+def choose_after_run(
+    manifest: dict[str, Any], yesterday: date, target_bytes: int
+) -> list[PartitionFiles]:
+    """The partitions a committed batch run compacts (`touched_partitions`) that hold more
+    files than they need."""
+    root = str(manifest["output_root"])
+    named = set(touched_partitions(manifest["files_written"], root, yesterday))
+    return select(partitions_of(root, frozenset(named)), DEFAULT_MAX_FILES, target_bytes, named)
+
+
+class CompactAfterRun(beam.PTransform):  # type: ignore[misc]
+    """A batch run's manifest (one element, once it has committed) -> the manifest of the
+    compaction of what it touched (none when nothing needed it): inside the batch job, so a
+    job launched from a template compacts too. Under the batch run's lease; a partition that
+    does not verify, a secret or a busy root publish nothing and fail nothing."""
+
+    def __init__(self, batch_run: Run, compaction: Run) -> None:
+        super().__init__()
+        self._batch = batch_run
+        self._compaction = compaction
+        self._yesterday = batch_run.started_at.astimezone(BAHRAIN).date() - timedelta(days=1)
+
+    def expand(self, manifest: beam.PCollection) -> beam.PCollection:
+        target = DEFAULT_TARGET_FILE_MB * MEBIBYTE
+        return (
+            manifest
+            | "ChoosePartitions" >> beam.FlatMap(choose_after_run, self._yesterday, target)
+            | "RewritePartitions"
+            >> RewritePartitions(self._compaction, target, leave_mismatches=True)
+            | "CommitCompaction"
+            >> CommitCompaction(
+                self._compaction,
+                DEFAULT_TARGET_FILE_MB,
+                planned_after=self._batch.run_id,
+                lease_owner=self._batch.run_id,
+            )
         )

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.enums import Channel
-from schemas.layout import partition_path
+from schemas.layout import PAYMENTS, partition_of, partition_path
 from schemas.money import format_bhd
 from schemas.records import PAYMENT_FILE_ORDER
 from transforms.core.aggregate import KINDS, fils_of
@@ -102,6 +102,15 @@ def select(
         ),
         key=lambda p: p.name,
     )
+
+
+def touched_partitions(files_written: Iterable[str], root: str, yesterday: date) -> list[Partition]:
+    """What a batch run compacts once it has committed: every payments partition it wrote to
+    (`files_written`, under `root`), and every channel's partition of `yesterday` (the Bahrain
+    day the streaming pipeline has just closed)."""
+    payments = f"{root.rstrip('/')}/{PAYMENTS}/"
+    written = {partition_of(p) for p in files_written if p.startswith(payments)}
+    return sorted(written | {(channel.value, yesterday) for channel in Channel})
 
 
 def in_file_order(rows: pa.Table) -> pa.Table:
