@@ -22,17 +22,22 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
     DirectOptions,
-    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
-    TestOptions,
 )
 
 from pipelines import cli
-from pipelines.options import BatchOptions, IngestOptions, pseudonym_key_source
+from pipelines.options import (
+    BatchOptions,
+    IngestOptions,
+    LeaseOptions,
+    pseudonym_key_source,
+    runs_elsewhere_later,
+)
 from schemas import layout
-from schemas.run import BATCH, Run
+from schemas.run import BATCH, COMPACT, Run
 from transforms.batch.commit import CommitRun, refusal
+from transforms.batch.compact import CompactAfterRun
 from transforms.batch.read import ReadRawBlocks
 from transforms.batch.stage import DeduplicateAndStage, StageAggregates, StageRejected
 from transforms.core.gates import GateThresholds
@@ -41,7 +46,7 @@ from transforms.core.outputs import Output
 from transforms.core.scanner import Leak, SecretInOutput, leaks_in_text
 from transforms.ingest import IngestEvents, MergeStats
 from transforms.storage import lease
-from transforms.storage.files import fingerprint, read_text
+from transforms.storage.files import exists, fingerprint, read_text
 from transforms.storage.keys import PseudonymKey
 from transforms.storage.partitions import WriteSettings
 
@@ -112,6 +117,9 @@ class BatchPlan:
     gates: GateThresholds
     # Seconds taken to list and fingerprint the inputs (logged with the lease's).
     checks_seconds: float = field(default=0.0, compare=False)
+    # The compaction of what the run touched, run by the job after its commit; None with
+    # --no_compact (and in plans made by hand).
+    compaction: Run | None = None
 
     @property
     def batch(self) -> BatchOptions:
@@ -156,7 +164,12 @@ def build(pipeline: beam.Pipeline, plan: BatchPlan) -> beam.PCollection:
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> MergeStats()
     )
-    return stats | "Commit" >> CommitRun(run, all_staged, staged[Output.STALE.value], plan.gates)
+    manifest = stats | "Commit" >> CommitRun(
+        run, all_staged, staged[Output.STALE.value], plan.gates
+    )
+    if plan.compaction is not None:
+        _ = manifest | "CompactTouched" >> CompactAfterRun(run, plan.compaction)
+    return manifest
 
 
 def _parser() -> cli.Parser:
@@ -180,6 +193,7 @@ def _parser() -> cli.Parser:
     )
     IngestOptions._add_argparse_args(parser)
     BatchOptions._add_argparse_args(parser)
+    LeaseOptions._add_argparse_args(parser)
     return parser
 
 
@@ -214,15 +228,24 @@ def plan(argv: Sequence[str]) -> BatchPlan:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
         _local_workers(options, argv, sum(f.size for f in files))
     run = Run.start(BATCH, cli.absolute(common.output), input_key(files, fingerprints), files)
+    compaction = (
+        None if options.view_as(BatchOptions).no_compact else Run.start(COMPACT, run.output_root)
+    )
     return BatchPlan(
-        run, options, key, GateThresholds.from_options(options), time.monotonic() - checking
+        run,
+        options,
+        key,
+        GateThresholds.from_options(options),
+        time.monotonic() - checking,
+        compaction,
     )
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the batch pipeline to completion; returns the run manifest."""
     planned = plan(list(sys.argv[1:] if argv is None else argv))
-    info, options, batch = planned.run, planned.options, planned.batch
+    info, options = planned.run, planned.options
+    leasing_options = options.view_as(LeaseOptions)
     total = sum(size for _, size in info.inputs)
     log.info(
         "run %s: %d input files (%.1f MB) -> %s",
@@ -241,8 +264,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             info.output_root,
             info.run_id,
             lease.BATCH,
-            ttl=batch.lease_ttl_seconds,
-            wait=batch.wait_for_lease,
+            ttl=leasing_options.lease_ttl_seconds,
+            wait=leasing_options.wait_for_lease,
             hint="run again once it has finished, or pass --wait_for_lease SECONDS",
         )
     # What the run's safety checks cost before any work (the benchmark reads this line).
@@ -282,7 +305,20 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if held is not None:
             held.release()
     manifest["elapsed_seconds"] = round(time.monotonic() - started, 2)
+    if planned.compaction is not None:
+        manifest["compaction"] = compaction_of(planned.compaction)
     return manifest
+
+
+def compaction_of(compaction: Run) -> dict[str, Any]:
+    """What the job's compaction of the partitions the run touched committed: its manifest, or
+    `{"compacted": 0}` when it wrote none (nothing needed it, or it published nothing: then
+    the job's log says why)."""
+    path = layout.join(layout.run_dir(compaction.output_root, compaction.run_id), layout.MANIFEST)
+    if not exists(path):
+        return {"compacted": 0, "run_id": compaction.run_id}
+    found: dict[str, Any] = json.loads(read_text(path))
+    return {**found, "compacted": found["counts"]["partitions"]}
 
 
 def refusal_of(info: Run, error: BaseException) -> SecretInOutput | None:
@@ -305,13 +341,6 @@ def refusal_of(info: Run, error: BaseException) -> SecretInOutput | None:
         cause = cause.__cause__ or cause.__context__
     leaks = leaks_in_text(str(error))
     return SecretInOutput(leaks) if leaks else None
-
-
-def runs_elsewhere_later(options: PipelineOptions) -> bool:
-    """Whether running the pipeline here only built or submitted the job (a template launch
-    or a dry run), so its results are not there yet."""
-    cloud = options.view_as(GoogleCloudOptions)
-    return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)
 
 
 def exit_status(manifest: dict[str, Any]) -> int:
@@ -370,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"aggregates: {layout.join(root, layout.AGGREGATES)}/by_status|by_service/month=*/")
     print(f"manifest:   {manifest_path}")
     print(f"elapsed:    {manifest['elapsed_seconds']} s")
+    compaction = manifest.get("compaction")
+    if compaction and compaction.get("compacted"):
+        counts = compaction["counts"]
+        print(
+            f"compacted:  {counts['partitions']} partitions, {counts['files_before']} files -> "
+            f"{counts['files_after']} (run {compaction['run_id']})"
+        )
     scan = manifest.get("privacy_scan")
     if scan:
         print(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import date
 from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, TestOptions
 
 from transforms.batch.read import DEFAULT_BLOCK_EVENTS, DEFAULT_RANGE_BYTES
+from transforms.core.compaction import DEFAULT_MAX_FILES, DEFAULT_TARGET_FILE_MB
 from transforms.core.gates import DEFAULT_ERROR_RATIO, DEFAULT_MIN_EVENTS, DEFAULT_WARN_RATIO
 from transforms.core.privacy import Pseudonymiser
 from transforms.core.validate import DEFAULT_MAX_EVENT_BYTES
@@ -119,6 +121,30 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             help="events validated together as one block (default %(default)s)",
         )
 
+        def flag(text: str) -> bool:
+            if text.lower() not in ("true", "false"):
+                raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+            return text.lower() == "true"
+
+        parser.add_argument(
+            "--no_compact",
+            type=flag,
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="true|false",
+            help="do not compact afterwards: by default, once the run has committed, the job "
+            "rewrites the payments partitions it wrote to and yesterday's (streaming) "
+            "partitions into one file each, as pipelines.compact would (default %(default)s)",
+        )
+
+
+class LeaseOptions(PipelineOptions):  # type: ignore[misc]
+    """How a run that holds the output root's writer lease for its whole duration (the batch
+    pipeline, compaction) waits for it and keeps it."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         def seconds(text: str) -> float:
             value = float(text)
             if not value >= 0:
@@ -136,9 +162,9 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             type=seconds,
             default=0.0,
             metavar="SECONDS",
-            help="when another writer holds the output root (another batch run), wait up to "
-            "this long for it to finish instead of exiting at once with status 6 "
-            "(default %(default)s)",
+            help="when another writer holds the output root (another batch or compaction "
+            "run), wait up to this long for it to finish instead of exiting at once with "
+            "status 6 (default %(default)s)",
         )
         parser.add_argument(
             "--lease_ttl_seconds",
@@ -147,6 +173,50 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             help="the output root's writer lease expires this long after the run's last "
             "heartbeat (renewed every quarter of it), so another writer can take over from a "
             "killed run (default %(default)s)",
+        )
+
+
+class CompactOptions(PipelineOptions):  # type: ignore[misc]
+    """Options of the compaction pipeline (pipelines/compact.py)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        def at_least_one(text: str) -> int:
+            value = int(text)
+            if value < 1:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 1")
+            return value
+
+        def day(text: str) -> date:
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+        parser.add_argument(
+            "--max_files",
+            type=at_least_one,
+            default=DEFAULT_MAX_FILES,
+            help="rewrite a partition holding more committed files than this (and more than "
+            "its size needs, see --target_file_mb) (default %(default)s)",
+        )
+        parser.add_argument(
+            "--partitions",
+            help="only these partitions, comma-separated: "
+            "channel=portal/event_date=2017-06-30,channel=kiosk/event_date=2017-06-30",
+        )
+        parser.add_argument(
+            "--since",
+            type=day,
+            metavar="YYYY-MM-DD",
+            help="only partitions of this Bahrain day and later",
+        )
+        parser.add_argument(
+            "--target_file_mb",
+            type=at_least_one,
+            default=DEFAULT_TARGET_FILE_MB,
+            help="size of the files a partition is rewritten into: one file per this many MB "
+            "of its current files (default %(default)s)",
         )
 
 
@@ -185,3 +255,10 @@ def pseudonym_key_source(
     except ValueError as error:
         raise SystemExit(f"error: {KEY_ENV}: {error}") from error
     return PseudonymKey(value=str(value).encode())
+
+
+def runs_elsewhere_later(options: PipelineOptions) -> bool:
+    """Whether running the pipeline here only built or submitted the job (a template launch
+    or a dry run), so its results are not there yet."""
+    cloud = options.view_as(GoogleCloudOptions)
+    return bool(cloud.template_location) or bool(options.view_as(TestOptions).dry_run)

@@ -128,6 +128,35 @@ def run_of_pane_part(file_name: str) -> str | None:
     return match.group("run") if match else None
 
 
+_COMPACTED_PART = re.compile(rf"compact-(?P<run>{RUN_ID_PATTERN})-\d{{5}}\.parquet$")
+
+
+def compacted_part_name(run_id: str, index: int) -> str:
+    """Data file name of a partition rewritten by the compaction run `run_id`: it names the
+    run, so a reader can tell whether that run committed (`transforms.storage.committed`),
+    and matches neither a batch part (`part_name`) nor a streaming pane (`pane_part_name`)."""
+    return f"compact-{run_id}-{index:05d}.parquet"
+
+
+def run_of_compacted_part(file_name: str) -> str | None:
+    """The compaction run that wrote a data file, or None for a file no compaction named."""
+    match = _COMPACTED_PART.search(file_name)
+    return match.group("run") if match else None
+
+
+def partition_of(path: str) -> tuple[str, date]:
+    """(channel, Bahrain day) of a payments file, from its partition folders."""
+    channel_folder, day_folder = path.rstrip("/").rsplit("/", 3)[-3:-1]
+    return channel_folder.removeprefix("channel="), date.fromisoformat(
+        day_folder.removeprefix("event_date=")
+    )
+
+
+def root_of_partition(directory: str) -> str:
+    """The output root of a payments partition folder (`payments_dir`)."""
+    return directory.rstrip("/").rsplit("/", 3)[0]
+
+
 def rejected_path(root: str, input_key: str) -> str:
     return join(root, REJECTED, part_name(input_key, 0))
 

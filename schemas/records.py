@@ -75,6 +75,12 @@ class RejectedEvent(BaseModel):
 
 # The Hive partition keys of the payments dataset, in path order.
 PAYMENT_PARTITION_KEYS: tuple[str, ...] = ("channel", "event_date")
+# The order of the rows inside every payments file, whichever writer writes it (batch, a
+# streaming pane, compaction): readers and row-group statistics can count on it.
+PAYMENT_FILE_ORDER: tuple[tuple[str, str], ...] = (
+    ("occurred_at", "ascending"),
+    ("event_id", "ascending"),
+)
 
 
 Count = Annotated[int, Field(ge=0)]

@@ -18,6 +18,8 @@ from schemas.timekeeping import to_utc_micros
 RUN_ID_PATTERN = r"\d{8}T\d{6}Z-[0-9a-f]+"
 BATCH = "batch"
 STREAMING = "streaming"
+# Rewrites committed payment partitions into fewer files (pipelines/compact.py).
+COMPACT = "compact"
 
 
 def new_run_id(now: datetime) -> str:

@@ -22,7 +22,7 @@ from apache_beam.runners.dataflow.internal import apiclient
 from pipelines import batch, streaming
 from pipelines.cli import InputFile
 from pipelines.options import KEY_ENV, IngestOptions, pseudonym_key_source
-from schemas.run import BATCH, Run
+from schemas.run import BATCH, COMPACT, Run
 from tests.samples import TEST_KEY
 from transforms.core.gates import GateThresholds
 from transforms.storage.keys import PseudonymKey
@@ -64,10 +64,13 @@ def captured_dataflow_jobs() -> Iterator[list[Any]]:
         yield jobs
 
 
-def build_batch_job(extra: Sequence[str] = (), key: PseudonymKey | bytes | None = None) -> Any:
+def build_batch_job(
+    extra: Sequence[str] = (), key: PseudonymKey | bytes | None = None, compaction: bool = False
+) -> Any:
     """The nightly batch job, built by batch.build from the plan batch.plan would make
     (unless `key` is given), but for its inputs, which are not there to list: batch.run itself
-    reads the run manifest once the job ends, which a dry run never writes."""
+    reads the run manifest once the job ends, which a dry run never writes. Without its
+    compaction steps unless `compaction` (the checked-in step names are the run's own)."""
     argv = [*DATAFLOW_FLAGS, *extra, f"--input={LANDING_DAY}/*.jsonl*", f"--output={LAKE}"]
     options = PipelineOptions(argv)
     files = [
@@ -81,7 +84,9 @@ def build_batch_job(extra: Sequence[str] = (), key: PseudonymKey | bytes | None 
     pipeline = beam.Pipeline(options=options)
     with captured_dataflow_jobs() as jobs:
         source = pseudonym_key_source(common, "DataflowRunner") if key is None else key
-        plan = batch.BatchPlan(run, options, source, GateThresholds.from_options(options))
+        compacting = Run.start(COMPACT, LAKE, now=now) if compaction else None
+        gates = GateThresholds.from_options(options)
+        plan = batch.BatchPlan(run, options, source, gates, compaction=compacting)
         batch.build(pipeline, plan)
         pipeline.run()
     return jobs[0]

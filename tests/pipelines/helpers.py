@@ -39,8 +39,11 @@ def rejected(output: Path) -> pa.Table:
     return ds.dataset(output / "rejected", format="parquet").to_table()
 
 
-def manifests(output: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((output / "runs").glob("*/manifest.json"))]
+def manifests(output: Path, pipeline: str = "batch") -> list[dict[str, Any]]:
+    """The manifests of one pipeline's runs, oldest first (batch runs by default: since each
+    nightly run compacts what it touched, compaction runs have manifests there too)."""
+    found = [json.loads(p.read_text()) for p in sorted((output / "runs").glob("*/manifest.json"))]
+    return [m for m in found if m.get("pipeline") == pipeline]
 
 
 def data_files(output: Path) -> list[str]:

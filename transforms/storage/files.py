@@ -66,6 +66,13 @@ def list_tree(directory: str, pattern: str = "*.parquet") -> list[str]:
     return sorted(str(p) for p in Path(directory).rglob(pattern) if p.is_file())
 
 
+def sizes(paths: list[str]) -> list[int]:
+    """Bytes of each file (local or gs://), in the order given: what compaction sizes by."""
+    if not paths:
+        return []
+    return [result.metadata_list[0].size_in_bytes for result in FileSystems.match(paths)]
+
+
 def write_text(path: str, text: str) -> None:
     """Write a small text file whole: a manifest, a stats file, a marker."""
     if gcs.is_gcs(path):

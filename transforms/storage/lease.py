@@ -69,6 +69,10 @@ COMMIT_WAIT_SECONDS = 600.0
 PANE_WAIT_SECONDS = 30.0
 STREAMING = "streaming"
 BATCH = "batch"
+# Compaction (pipelines/compact.py) holds the lease like a batch run: for its whole duration,
+# and a killed one is marked revoked and its staging deleted like a batch run's.
+COMPACT = "compact"
+_RUN_PIPELINES = (BATCH, COMPACT)
 
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -484,7 +488,7 @@ def _mark_revoked(root: str, holder: Holder, by: Holder) -> None:
 def _take_over(
     root: str, store: _Store, stale: Holder, version: Version, mine: Holder
 ) -> Version | None:
-    batch_run = stale.pipeline == BATCH and bool(_SAFE_RUN_ID.match(stale.run_id))
+    batch_run = stale.pipeline in _RUN_PIPELINES and bool(_SAFE_RUN_ID.match(stale.run_id))
     if batch_run:
         _mark_revoked(root, stale, mine)
     taken = store.swap(version, mine.to_json())
@@ -591,7 +595,9 @@ def assert_held(root: str, run_id: str) -> None:
 
 
 @contextlib.contextmanager
-def commit_guard(root: str, run_id: str, wait: float | None = None) -> Iterator[Callable[[], None]]:
+def commit_guard(
+    root: str, run_id: str, wait: float | None = None, pipeline: str = BATCH
+) -> Iterator[Callable[[], None]]:
     """Around a batch run's commit step; yields the check to call right before each publishing
     step. Raises LeaseLost at once if the run's lease was taken over (or its heartbeat
     stopped). When the launcher holds the run's lease, the check reads it back; when nobody
@@ -606,7 +612,8 @@ def commit_guard(root: str, run_id: str, wait: float | None = None) -> Iterator[
         assert_held(root, run_id)
         yield lambda: assert_held(root, run_id)
         return
-    with acquire(root, run_id, BATCH, wait=COMMIT_WAIT_SECONDS if wait is None else wait) as held:
+    patience = COMMIT_WAIT_SECONDS if wait is None else wait
+    with acquire(root, run_id, pipeline, wait=patience) as held:
         log.info("run %s holds the writer lease on %s for its commit only", run_id, root)
         yield held.check
 

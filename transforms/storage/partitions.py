@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
+from schemas.records import PAYMENT_FILE_ORDER
 from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.core.scanner import FileScan
 from transforms.dedup.table import CONTENT_COLUMNS, Deduplicated, against_existing
+from transforms.storage.committed import current_payment_files
 from transforms.storage.files import list_files, list_tree, read_parquet, write_parquet
 from transforms.storage.readback import scan_files
 
@@ -80,9 +82,8 @@ def stored_days(
     from every partition's files but those `is_own` claims (given a file name): the index of
     every event_id already written, read one file's event_id column at a time, so that memory
     holds `ids` and one file, never the whole history (measured in the notes of issue #9)."""
-    paths = [
-        p for p in list_tree(layout.channel_dir(root, channel)) if not is_own(posixpath.basename(p))
-    ]
+    listed = current_payment_files(root, list_tree(layout.channel_dir(root, channel)))
+    paths = [p for p in listed if not is_own(posixpath.basename(p))]
 
     def matches(path: str) -> pa.Table | None:
         stored = read_parquet(path, ["event_id"])["event_id"]
@@ -131,10 +132,11 @@ class PartitionWrite:
 
 def existing_rows(directory: str, is_own: Callable[[str], bool]) -> tuple[pa.Table, list[str]]:
     """Rows other writers already committed to a partition (the columns de-duplication and
-    aggregates need), and the paths of the files `is_own` (given a file name) claims."""
+    aggregates need), and the paths of the files `is_own` (given a file name) claims. Files a
+    compaction wrote or removed count as `current_payment_files` says (never both copies)."""
     others: list[str] = []
     own: list[str] = []
-    for path in list_files(directory):
+    for path in current_payment_files(layout.root_of_partition(directory), list_files(directory)):
         (own if is_own(posixpath.basename(path)) else others).append(path)
     schema = payment_schema()
     empty = pa.schema([schema.field(c) for c in _EXISTING_COLUMNS]).empty_table()
@@ -150,7 +152,7 @@ def write_partition(
     existing, own = existing_rows(directory, settings.is_own)
     result = against_existing(rows, existing)
     out = PartitionWrite(result)
-    new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
+    new = result.winners.sort_by(list(PAYMENT_FILE_ORDER))
     file_rows = new.select(payment_file_schema().names)
     written: set[str] = set()
     for index, start in enumerate(range(0, new.num_rows, settings.max_rows_per_file)):

@@ -33,6 +33,7 @@ from schemas import layout
 from schemas.arrow import live_schema, payment_file_schema, payment_schema, rejected_schema
 from schemas.enums import AggregateKind, GateLevel, PaneTiming
 from schemas.money import fils_to_decimal, format_bhd
+from schemas.records import PAYMENT_FILE_ORDER
 from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.columnar import ArrowBlock, concat_blocks
@@ -162,7 +163,7 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
             directory, lambda name: layout.run_of_pane_part(name) == self._run_id
         )
         result = against_existing(table, existing)
-        new = result.winners.sort_by([("occurred_at", "ascending"), ("event_id", "ascending")])
+        new = result.winners.sort_by(list(PAYMENT_FILE_ORDER))
         stats: Counter[str] = Counter(result.stats)
         if new.num_rows:
             final = layout.join(directory, layout.pane_part_name(self._run_id))
