@@ -21,6 +21,13 @@ from transforms.storage.lease import DEFAULT_TTL_SECONDS
 KEY_ENV = "PAYMENTS_PSEUDONYM_KEY"
 
 
+def true_or_false(text: str) -> bool:
+    """A boolean option's value as a Flex Template passes it (`--flag=true`)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text.lower() == "true"
+
+
 class IngestOptions(PipelineOptions):  # type: ignore[misc]
     """Options every ingestion pipeline takes. Each options class is a direct subclass of
     PipelineOptions with its own flags: Beam registers only direct subclasses, and two
@@ -66,12 +73,15 @@ class IngestOptions(PipelineOptions):  # type: ignore[misc]
 
         parser.add_argument(
             "--reference_validation",
-            action="store_true",
+            type=true_or_false,
+            nargs="?",
+            const=True,
             default=False,
+            metavar="true|false",
             help="validate and normalise every event one at a time through the schema of "
             "record (pydantic), without the bulk path that takes the everyday lines a block at "
             "a time; the output is the same (tests prove it), only slower: a switch to rule "
-            "the bulk path out",
+            "the bulk path out (default %(default)s)",
         )
         parser.add_argument(
             "--gate_warn_ratio",
@@ -121,14 +131,9 @@ class BatchOptions(PipelineOptions):  # type: ignore[misc]
             help="events validated together as one block (default %(default)s)",
         )
 
-        def flag(text: str) -> bool:
-            if text.lower() not in ("true", "false"):
-                raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-            return text.lower() == "true"
-
         parser.add_argument(
             "--no_compact",
-            type=flag,
+            type=true_or_false,
             nargs="?",
             const=True,
             default=False,
