@@ -21,7 +21,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import cli
-from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
+from pipelines.direct_pubsub import (
+    DEFAULT_ACK_LEASE_SECONDS,
+    DEFAULT_PULL_SIZE,
+    DeferredAcks,
+    use_pull_size,
+)
 from pipelines.options import IngestOptions, pseudonym_key_source
 from schemas.run import STREAMING, Run
 from transforms.batch.read import UTF8_BOM
@@ -29,6 +34,7 @@ from transforms.core.outputs import Output
 from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
 from transforms.storage.keys import PseudonymKey
+from transforms.streaming import acks
 from transforms.streaming.dedup import (
     DEFAULT_DEDUP_BUCKETS,
     DEFAULT_DEDUP_HORIZON_SECONDS,
@@ -47,6 +53,7 @@ from transforms.streaming.sinks import (
     WriteStreamingRejected,
     WriteStreamingStats,
     publishable_live_json,
+    without_outcomes,
     without_rejected,
 )
 
@@ -119,6 +126,14 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             help="local DirectRunner only: Pub/Sub messages per pull (Beam's own is 10, which "
             "caps a local run at a few dozen events/s; default %(default)s)",
         )
+        parser.add_argument(
+            "--local_ack_lease_seconds",
+            type=int,
+            default=DEFAULT_ACK_LEASE_SECONDS,
+            help="local DirectRunner only: a pulled message is acknowledged once what it became "
+            "is committed, and its ack deadline is kept extended by this much until then; "
+            "after a kill, it is redelivered within this time (10-600, default %(default)s)",
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,9 @@ class StreamingPlan:
     run: Run
     options: PipelineOptions
     pseudonym_key: PseudonymKey | bytes
+    # Local runner: messages are acknowledged once settled (`transforms.streaming.acks`), so
+    # the writers commit their own stats and settle what they wrote.
+    deferred_acks: bool = False
 
     @property
     def streaming(self) -> StreamingOptions:
@@ -147,6 +165,7 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
     run, options = plan.run, plan.streaming
     subscription = options.input_subscription
     cadence = options.write_every_seconds
+    settle = plan.deferred_acks
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
         subscription=subscription, with_attributes=True, id_label=options.id_attribute
     )
@@ -175,10 +194,12 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
         ingested.accepted
         | "DropPartitionKey" >> beam.Values()
         | "Deduplicate"
-        >> DeduplicateBlocks(run, options.dedup_horizon_seconds, options.dedup_buckets)
+        >> DeduplicateBlocks(
+            run, options.dedup_horizon_seconds, options.dedup_buckets, settle=settle
+        )
     )
     first = deduped[Output.FIRST.value]
-    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence)
+    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence, settle=settle)
     # What the writers emit after a processing-time pane goes back to the plain global window,
     # so every input of a Flatten has the same windowing (Dataflow insists on it).
     plain = beam.WindowInto(GlobalWindows())
@@ -189,12 +210,14 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
             written[Output.REJECTED.value] | "PaymentConflictsUnpaned" >> plain,
         )
         | "AllRejected" >> beam.Flatten()
-        | "WriteRejected" >> WriteStreamingRejected(run, cadence)
+        | "WriteRejected" >> WriteStreamingRejected(run, cadence, settle=settle)
     )
-    # Rejections are counted where they are written (see WriteStreamingRejected).
+    # Rejections are counted where they are written (see WriteStreamingRejected); with
+    # deferred acks, every outcome and its read are (the writers commit their own stats).
+    ingest_stats = without_outcomes if settle else without_rejected
     (
         (
-            ingested.stats | "IngestStatsLessRejected" >> beam.Map(without_rejected),
+            ingested.stats | "IngestStatsLessRejected" >> beam.Map(ingest_stats),
             deduped[Output.STATS.value] | "DedupStatsLessRejected" >> beam.Map(without_rejected),
             written[Output.STATS.value]
             | "WriteStatsLessRejected" >> beam.Map(without_rejected)
@@ -257,11 +280,21 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
         if streaming.id_attribute:
             parser.error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
-        use_pull_size(streaming.local_pull_size)
+        try:
+            deferred: DeferredAcks | None = DeferredAcks(streaming.local_ack_lease_seconds)
+        except ValueError as error:
+            parser.error(f"--local_ack_lease_seconds: {error}")
+        if use_pull_size(streaming.local_pull_size, deferred):
+            acks.register(deferred)
+        else:
+            deferred = None
+    else:
+        deferred = None
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
-    return StreamingPlan(Run.start(STREAMING, cli.absolute(common.output)), options, key)
+    output = cli.absolute(common.output)
+    return StreamingPlan(Run.start(STREAMING, output), options, key, deferred is not None)
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -21,10 +21,12 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.run import Run
+from transforms.core import stats as st
 from transforms.core.columnar import ArrowBlock, decode_ipc, plain_ipc
 from transforms.core.outputs import Output
 from transforms.dedup.recent import RecentIds, against_recent
 from transforms.dedup.table import rejected_conflicts
+from transforms.streaming import acks
 
 DEFAULT_DEDUP_HORIZON_SECONDS = 24 * 3600
 # Enough keys for Dataflow to spread de-duplication over workers; few enough that the local
@@ -71,12 +73,20 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
     writes only its own new ids), indexed in memory between blocks (`RecentIds`). Expired ids
     are forgotten as blocks arrive and the chunks compacted once a quarter of them expired; a
     bucket idle for a whole horizon is cleared by its timer.
+
+    With `settle` (deferred acks, local runner), a duplicate's stats carry its read and its
+    message id: nothing else will be written of it, so it is settled once they are committed.
     """
 
     def __init__(
-        self, run: Run, horizon_seconds: int, now: Callable[[], Timestamp] = Timestamp.now
+        self,
+        run: Run,
+        horizon_seconds: int,
+        now: Callable[[], Timestamp] = Timestamp.now,
+        settle: bool = False,
     ) -> None:
         self._run = run
+        self._settle = settle
         self._horizon = horizon_seconds
         self._now = now  # the runner's processing-time clock; tests give TestStream's
         self._step = uuid.uuid4().hex  # survives pickling: names this step in _MEMORY
@@ -120,6 +130,10 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         if result.winners.num_rows:
             yield ArrowBlock.of(result.winners)
         stats: Counter[str] = Counter(result.stats)
+        if self._settle:
+            passed_on = acks.not_in(acks.message_ids(block.table()), result.winners)
+            duplicates = acks.not_in(passed_on, result.conflicts)
+            stats = Counter(acks.with_settled(st.with_reads(stats), duplicates))
         if result.conflicts.num_rows:
             rejected, counts = rejected_conflicts(result, self._run)
             yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
@@ -143,9 +157,10 @@ class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
         horizon_seconds: int = DEFAULT_DEDUP_HORIZON_SECONDS,
         buckets: int = DEFAULT_DEDUP_BUCKETS,
         now: Callable[[], Timestamp] = Timestamp.now,
+        settle: bool = False,
     ) -> None:
         super().__init__()
-        self._fn = DeduplicateBlocksFn(run, horizon_seconds, now)
+        self._fn = DeduplicateBlocksFn(run, horizon_seconds, now, settle)
         self._buckets = buckets
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
