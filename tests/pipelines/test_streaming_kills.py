@@ -25,9 +25,10 @@ from transforms.core import stats as st
 
 PROJECT = "demo-project"
 VALID, INVALID, REPUBLISHED = 2000, 60, 100
-# Seconds after each start at which the pipeline's process group is killed: before its
-# first pane, mid-pane, and around the panes of the later runs (2 s cadence).
-KILLS_AFTER = (4.0, 7.5, 9.0)
+# Seconds after each start at which the pipeline's process group is killed: around its
+# first pull, mid-pane, and around the panes and stats of the later runs (2 s cadence); the
+# messages are published meanwhile, over ~10 s.
+KILLS_AFTER = (4.0, 5.5, 7.5, 9.0)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,8 @@ class _Publisher:
         self.thread = threading.Thread(target=self._publish)
 
     def _publish(self) -> None:
-        for start in range(0, len(self.lines), 300):
-            chunk = self.lines[start : start + 300]
+        for start in range(0, len(self.lines), 200):
+            chunk = self.lines[start : start + 200]
             futures = [self._client.publish(self.topic, line) for line in chunk]
             for line, future in zip(chunk, futures, strict=True):
                 message_id = future.result()

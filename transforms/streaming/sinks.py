@@ -91,9 +91,13 @@ def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | Non
     )
 
 
-def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
+def _publish(
+    table: pa.Table, root: str, run_id: str, final: str, counts: dict[str, int] | None = None
+) -> str | None:
     """Stage `table` and rename it into place as `final`; None, with nothing written, when the
-    privacy scan finds a secret in it (the caller counts the refusal).
+    privacy scan finds a secret in it (the caller counts the refusal). With `counts`, a stats
+    file of them is staged too and renamed into place right after the data file, so that
+    a kill commits both or neither (but in the instant between two local renames).
 
     A payments file is moved into place only under the output root's writer lease
     (`transforms.storage.lease.pane_lease`: waited for as long as a batch run holds it, never
@@ -109,8 +113,14 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
         return None
     staged = layout.staged(root, run_id, final)
     write_parquet(table, staged)
+    sources, targets = [staged], [final]
+    if counts is not None:
+        stats_path = layout.pane_stats_path(root, run_id)
+        sources.append(layout.staged(root, run_id, stats_path))
+        targets.append(stats_path)
+        write_text(sources[-1], json.dumps(counts, indent=1))
     if not final.startswith(layout.join(root, layout.PAYMENTS) + "/"):
-        replace([staged], [final])
+        replace(sources, targets)
         return final
     with lease.pane_lease(root, run_id):
         directory = posixpath.dirname(final)
@@ -122,12 +132,12 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
         committed = [read_parquet(path, ["event_id"])["event_id"] for path in others]
         ids = pa.chunked_array(committed, pa.string()).combine_chunks()
         if pc.any(pc.is_in(table["event_id"], value_set=ids)).as_py():
-            delete([staged])
+            delete(sources)
             raise RuntimeError(
                 f"another writer committed some of this pane's payments to {directory} after "
                 "the pane read it; the pane is not published, and its retry leaves them out"
             )
-        replace([staged], [final])
+        replace(sources, targets)
     return final
 
 
@@ -152,15 +162,22 @@ def commit_stats(stats: dict[str, int], root: str, run_id: str, path: str | None
 
 
 def _commit_settled(
-    stats: dict[str, int], root: str, run_id: str, settled: Iterable[str], what: str
+    stats: dict[str, int],
+    root: str,
+    run_id: str,
+    settled: Iterable[str],
+    what: str,
+    committed: bool = False,
 ) -> None:
-    """With deferred acks: the stats of what a writer has just renamed into place, with a
-    read per outcome, committed as a stats file of their own; then the messages they came
-    from are settled (acknowledged). A kill before the stats file leaves the messages
-    unacknowledged: they come back, and the writers leave out what is already committed."""
+    """With deferred acks: the stats of what a writer decided (`stats`, with a read per
+    outcome), committed as a stats file unless already `committed` with the writer's file;
+    then the messages they came from are settled (acknowledged). A kill before the stats file
+    leaves the messages unacknowledged: they come back, and the writers leave out what is
+    already committed."""
     counted = st.with_reads(stats)
     if counted:
-        commit_stats(counted, root, run_id)
+        if not committed:
+            commit_stats(counted, root, run_id)
         totals = st.totals_by_kind(counted)
         log.info(
             "committed %s: read %d, accepted %d, rejected %d, duplicates %d",
@@ -198,19 +215,24 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
         result = against_existing(table, existing)
         new = result.winners.sort_by(list(PAYMENT_FILE_ORDER))
         stats: Counter[str] = Counter(result.stats)
+        committed = False
         if new.num_rows:
             final = layout.join(directory, layout.pane_part_name(self._run_id))
             rows = new.select(payment_file_schema().names)
-            if _publish(rows, self._root, self._run_id, final) is None:
+            accepted = accepted_stats(channel, new)
+            # With deferred acks the file's stats are committed with it.
+            counts = st.with_reads(st.merge([stats, accepted])) if self._settle else None
+            if _publish(rows, self._root, self._run_id, final, counts) is None:
                 stats[REFUSED_FILES] += 1
             else:
                 yield final
                 log.info("wrote %d payments to %s", new.num_rows, final)
-                stats.update(accepted_stats(channel, new))
+                stats.update(accepted)
+                committed = self._settle
         if self._settle:
             settled = acks.not_in(acks.message_ids(table), result.conflicts)
             where = _partition_name(directory)
-            _commit_settled(dict(stats), self._root, self._run_id, settled, where)
+            _commit_settled(dict(stats), self._root, self._run_id, settled, where, committed)
             stats.clear()
         if result.conflicts.num_rows:
             rejected, counts = rejected_conflicts(result, self._run)
@@ -371,15 +393,20 @@ def write_rejected_pane(
             stats[st.duplicate_key(channel, "rejected_before")] += 1
         settled = acks.message_ids(table)
         table = table.filter(pc.invert(before))
+    committed = False
     if table.num_rows:
         final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
-        if _publish(table, root, run_id, final) is None:
+        counts = rejected_stats(table)
+        # With deferred acks the file's stats are committed with it.
+        with_file = st.with_reads(st.merge([stats, counts])) if settle else None
+        if _publish(table, root, run_id, final, with_file) is None:
             stats[REFUSED_FILES] += 1
         else:
             yield final
-            stats.update(rejected_stats(table))
+            stats.update(counts)
+            committed = settle
     if settle:
-        _commit_settled(dict(stats), root, run_id, settled, "rejections")
+        _commit_settled(dict(stats), root, run_id, settled, "rejections", committed)
     elif stats:
         yield pvalue.TaggedOutput(Output.STATS.value, dict(stats))
 
