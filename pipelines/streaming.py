@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pipelines.direct_pubsub import (
     use_pull_size,
 )
 from pipelines.options import IngestOptions, pseudonym_key_source
+from schemas import layout
 from schemas.run import STREAMING, Run
 from transforms.batch.read import UTF8_BOM
 from transforms.core.outputs import Output
@@ -256,7 +259,10 @@ def _parser() -> cli.Parser:
         "same Hive-partitioned Parquet as the nightly batch, with live aggregates.",
         epilog="Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner); "
         "any other argument is refused. "
-        + cli.exit_statuses("when the pipeline stops (drained or cancelled)"),
+        + cli.exit_statuses(
+            "when the pipeline stops (drained or cancelled)",
+            f"{EXIT_INTERRUPTED} when stopped by Ctrl-C",
+        ),
     )
     IngestOptions._add_argparse_args(parser)
     StreamingOptions._add_argparse_args(parser)
@@ -297,7 +303,12 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
     return StreamingPlan(Run.start(STREAMING, output), options, key, deferred is not None)
 
 
+EXIT_INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
+
 def run(argv: Sequence[str] | None = None) -> None:
+    """Build and run the pipeline until it stops. Ctrl-C (KeyboardInterrupt) is let through
+    once the run's staging folder is tidied (see `stop_interrupted`)."""
     planned = plan(list(sys.argv[1:] if argv is None else argv))
     log.info(
         "streaming run %s: %s -> %s",
@@ -307,7 +318,42 @@ def run(argv: Sequence[str] | None = None) -> None:
     )
     pipeline = beam.Pipeline(options=planned.options)
     build(pipeline, planned)
-    pipeline.run().wait_until_finish()
+    try:
+        pipeline.run().wait_until_finish()
+    except KeyboardInterrupt:
+        stop_interrupted(planned)
+        raise
+
+
+def stop_interrupted(planned: StreamingPlan) -> None:
+    """After Ctrl-C: remove the run's staging folder if nothing is left in it, and say in
+    one line what a stop leaves. Files are renamed into place whole, so nothing committed
+    is half-written; with deferred acks, what was not committed is redelivered to the next
+    run."""
+    staging = layout.staging_dir(planned.run.output_root, planned.run.run_id)
+    kept = remove_empty_tree(staging)
+    redelivered = (
+        "what it had not committed is redelivered to the next run"
+        if planned.deferred_acks
+        else "messages pulled but not yet written are lost (Beam acknowledged them on pull)"
+    )
+    log.info(
+        "streaming run %s stopped (Ctrl-C): %s%s",
+        planned.run.run_id,
+        redelivered,
+        f"; {kept} staged file(s) of an unfinished pane left in {staging}" if kept else "",
+    )
+
+
+def remove_empty_tree(path: str) -> int:
+    """Remove a local folder tree that holds no file; how many files it holds otherwise (then
+    it is left as it is). A gs:// path has no folders to remove: 0."""
+    if path.startswith("gs://") or not os.path.isdir(path):
+        return 0
+    files = sum(len(names) for _, _, names in os.walk(path))
+    if not files:
+        shutil.rmtree(path)
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,7 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("apache_beam", "google", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run(argv)
+    try:
+        run(argv)
+    except KeyboardInterrupt:  # said in one line by stop_interrupted, not as a traceback
+        return EXIT_INTERRUPTED
     return 0
 
 

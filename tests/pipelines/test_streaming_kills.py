@@ -160,3 +160,25 @@ def test_a_pipeline_killed_and_restarted_loses_nothing_and_writes_nothing_twice(
     assert counts["read"] >= len(publisher.lines)
     for path in [*out.glob("payments/**/*.parquet"), *out.glob("rejected/*.parquet")]:
         pq.read_metadata(path)  # whole files only: a torn one has no footer
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("key_env")
+def test_ctrl_c_stops_the_pipeline_with_one_line_and_no_empty_staging_folder(
+    emulator: str, tmp_path: Path
+) -> None:
+    publisher = _Publisher(emulator, "interrupted")
+    out, log = tmp_path / "out", tmp_path / "pipeline.log"
+    publisher.thread.start()
+    publisher.thread.join()
+    process = _start(publisher.subscription, out, emulator, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _outcomes(out) != (VALID, INVALID):
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+    assert process.wait(timeout=30) == 130
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len([line for line in text.splitlines() if "stopped (Ctrl-C)" in line]) == 1
+    assert not list((out / "_staging").glob("*")), "an empty staging folder was left behind"
