@@ -13,7 +13,10 @@ import pytest
 from pipelines import direct_pubsub
 from pipelines.direct_pubsub import DeferredAcks, _LargerPulls
 from transforms.core import stats as st
+from transforms.dedup.table import Deduplicated
 from transforms.streaming import acks
+from transforms.streaming.dedup import settled_duplicates
+from transforms.streaming.sinks import repeated_messages
 
 
 @dataclass
@@ -140,3 +143,35 @@ def test_each_outcome_is_counted_with_its_read() -> None:
 def test_this_beams_hook_takes_deferred_acks() -> None:
     assert direct_pubsub.use_pull_size(10, DeferredAcks())
     direct_pubsub.use_pull_size()  # back to the default, without deferred acks
+
+
+class _Recent:
+    """What de-duplication state remembers: the first delivery's message of each event id."""
+
+    def __init__(self, first_messages: dict[str, str]) -> None:
+        self.first_messages = first_messages
+
+    def get(self, id_hash: int, event_id: str) -> Any:
+        assert isinstance(id_hash, int)
+        message = self.first_messages.get(event_id)
+        return None if message is None else type("First", (), {"first_message_id": message})
+
+
+def test_a_duplicate_is_settled_unless_it_is_its_first_deliverys_own_message() -> None:
+    block = pa.table(
+        {
+            "event_id": ["e1", "e2", "e3", "e4"],
+            "source_message_id": ["m1", "m2", "m3", "m4"],
+        }
+    )
+    winners, conflicts = block.slice(0, 1), block.slice(3, 1)
+    result = Deduplicated(winners, conflicts, [], {})
+    # e2 was first delivered by another message (a re-publication): settled here. e3's first
+    # delivery is m3 itself, still in flight: its row is not written yet, so not settled.
+    recent = _Recent({"e1": "m1", "e2": "m0", "e3": "m3"})
+    assert settled_duplicates(block, result, recent) == ["m2"]  # type: ignore[arg-type]
+
+
+def test_a_message_repeated_in_a_rejected_pane_is_rejected_once() -> None:
+    table = pa.table({"source_message_id": ["m1", "m2", "m1", None, None]})
+    assert repeated_messages(table).to_pylist() == [False, False, True, False, False]

@@ -14,6 +14,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.coders import BytesCoder, StrUtf8Coder
 from apache_beam.transforms import userstate
@@ -24,8 +25,8 @@ from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.columnar import ArrowBlock, decode_ipc, plain_ipc
 from transforms.core.outputs import Output
-from transforms.dedup.recent import RecentIds, against_recent
-from transforms.dedup.table import rejected_conflicts
+from transforms.dedup.recent import RecentIds, against_recent, id_hashes
+from transforms.dedup.table import Deduplicated, rejected_conflicts
 from transforms.streaming import acks
 
 DEFAULT_DEDUP_HORIZON_SECONDS = 24 * 3600
@@ -131,8 +132,7 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
             yield ArrowBlock.of(result.winners)
         stats: Counter[str] = Counter(result.stats)
         if self._settle:
-            passed_on = acks.not_in(acks.message_ids(block.table()), result.winners)
-            duplicates = acks.not_in(passed_on, result.conflicts)
+            duplicates = settled_duplicates(block.table(), result, recent)
             stats = Counter(acks.with_settled(st.with_reads(stats), duplicates))
         if result.conflicts.num_rows:
             rejected, counts = rejected_conflicts(result, self._run)
@@ -145,6 +145,28 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
     def expire(self, stored: Any = _RECENT_PARAM, version: Any = _VERSION_PARAM) -> None:
         stored.clear()
         version.clear()
+
+
+def settled_duplicates(table: pa.Table, result: Deduplicated, recent: RecentIds) -> list[str]:
+    """The message ids this step ends: the block's rows it neither passed on (winners) nor
+    rejected (conflicts). A row redelivered under its first delivery's own message id (its
+    deadline ran out in flight) is left out: acknowledging that id now would drop the first
+    delivery too before its row is written; the payments writer settles it."""
+    ended = acks.not_in(acks.not_in(acks.message_ids(table), result.winners), result.conflicts)
+    if not ended:
+        return []
+    rows = table.filter(pc.is_in(table["source_message_id"], value_set=pa.array(ended)))
+    hashes = id_hashes(rows).to_pylist()
+    firsts = [
+        recent.get(h, event_id)
+        for h, event_id in zip(hashes, rows["event_id"].to_pylist(), strict=True)
+    ]
+    in_flight = {
+        message_id
+        for first, message_id in zip(firsts, rows["source_message_id"].to_pylist(), strict=True)
+        if first is not None and first.first_message_id == message_id
+    }
+    return [message_id for message_id in ended if message_id not in in_flight]
 
 
 class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]

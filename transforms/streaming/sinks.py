@@ -373,21 +373,33 @@ def already_rejected(table: pa.Table, root: str) -> pa.Array:
     return pc.fill_null(pc.is_in(table["source_message_id"], value_set=value_set), False)
 
 
+def repeated_messages(table: pa.Table) -> pa.Array:
+    """Which rows repeat the message of an earlier row of the same pane (a message redelivered
+    in flight, its deadline run out): one rejection per message."""
+    seen: set[str] = set()
+    repeated = []
+    for message_id in table["source_message_id"].to_pylist():
+        repeated.append(message_id is not None and message_id in seen)
+        if message_id is not None:
+            seen.add(message_id)
+    return pa.array(repeated, pa.bool_())
+
+
 def write_rejected_pane(
     element: tuple[None, Iterable[ArrowBlock]], root: str, run_id: str, settle: bool = False
 ) -> Iterator[Any]:
     """One pane of rejected blocks -> its file's path and (`stats`) the counts it holds.
 
-    With `settle`, a row whose message is already in rejected/ is counted as a duplicate
-    (`duplicates:<channel>:rejected_before`) instead of rejected twice, the counts are
-    committed here with the file, and the rows' messages are settled."""
+    With `settle`, a row whose message is already in rejected/ (or earlier in the pane) is
+    counted as a duplicate (`duplicates:<channel>:rejected_before`) instead of rejected twice,
+    the counts are committed here with the file, and the rows' messages are settled."""
     table = concat_blocks(element[1], rejected_schema())
     if not table.num_rows:
         return
     stats: Counter[str] = Counter()
     settled: list[str] = []
     if settle:
-        before = already_rejected(table, root)
+        before = pc.or_(already_rejected(table, root), repeated_messages(table))
         repeated = table.filter(before)
         for channel in pc.fill_null(repeated["channel"], st.UNKNOWN_CHANNEL).to_pylist():
             stats[st.duplicate_key(channel, "rejected_before")] += 1
