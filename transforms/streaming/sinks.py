@@ -155,6 +155,9 @@ def commit_stats(stats: dict[str, int], root: str, run_id: str, path: str | None
     """One more stats file of the run (`path`, or a new name), staged and renamed into place,
     so that a killed pipeline leaves a whole file or none (the stats are the sum over them)."""
     path = path or layout.pane_stats_path(root, run_id)
+    if path.startswith("gs://"):  # an object is written whole or not at all: no staging
+        write_text(path, json.dumps(stats, indent=1))
+        return path
     staged = layout.staged(root, run_id, path)
     write_text(staged, json.dumps(stats, indent=1))
     replace([staged], [path])
