@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,10 +26,18 @@ from transforms.core import stats as st
 
 PROJECT = "demo-project"
 VALID, INVALID, REPUBLISHED = 2000, 60, 100
-# Seconds after each start at which the pipeline's process group is killed: around its
-# first pull, mid-pane, and around the panes and stats of the later runs (2 s cadence); the
-# messages are published meanwhile, over ~10 s.
-KILLS_AFTER = (4.0, 5.5, 7.5, 9.0)
+# When each run's process group is killed: at the first log line matching the pattern (or
+# after the seconds given, if none comes by then). Mid-pull (before any pane), while a
+# payments pane is being renamed into place (its writer lease just taken), right after a
+# rejected pane committed (before the stats pane), and right after a stats pane; the
+# messages are published meanwhile, over ~10 s (2 s cadence).
+KILLS = (
+    (None, 4.0),
+    ("writer lease on", 8.0),
+    ("committed rejections", 8.0),
+    ("processed: read", 8.0),
+    ("wrote [0-9]+ payments", 8.0),
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,20 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
+def _kill_at(
+    process: subprocess.Popen[bytes], log: Path, pattern: str | None, seconds: float
+) -> None:
+    """Kill the run's process group as soon as its log (from now on) has a line matching
+    `pattern`, or after `seconds`."""
+    start, deadline = log.stat().st_size, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        if pattern and re.search(pattern, log.read_bytes()[start:].decode(errors="replace")):
+            break
+        time.sleep(0.02)
+    _kill(process)
+
+
 def _stats(out: Path) -> dict[str, int]:
     files = [json.loads(path.read_text()) for path in out.glob("runs/*/stats-*.json")]
     return st.totals_by_kind(st.merge(files))
@@ -128,11 +151,10 @@ def test_a_pipeline_killed_and_restarted_loses_nothing_and_writes_nothing_twice(
     publisher = _Publisher(emulator, "killed")
     out, log = tmp_path / "out", tmp_path / "pipeline.log"
     publisher.thread.start()
-    for seconds in KILLS_AFTER:
+    log.touch()
+    for pattern, seconds in KILLS:
         process = _start(publisher.subscription, out, emulator, log)
-        time.sleep(seconds)
-        assert process.poll() is None, log.read_text()[-3000:]
-        _kill(process)
+        _kill_at(process, log, pattern, seconds)
     publisher.thread.join()
     process = _start(publisher.subscription, out, emulator, log)
     try:
