@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +23,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import cli
-from pipelines.direct_pubsub import DEFAULT_PULL_SIZE, use_pull_size
+from pipelines.direct_pubsub import (
+    DEFAULT_ACK_LEASE_SECONDS,
+    DEFAULT_PULL_SIZE,
+    DeferredAcks,
+    use_pull_size,
+)
 from pipelines.options import IngestOptions, pseudonym_key_source
+from schemas import layout
 from schemas.run import STREAMING, Run
 from transforms.batch.read import UTF8_BOM
 from transforms.core.outputs import Output
 from transforms.core.rawblock import RawBlock
 from transforms.ingest import IngestEvents
 from transforms.storage.keys import PseudonymKey
+from transforms.streaming import acks
 from transforms.streaming.dedup import (
     DEFAULT_DEDUP_BUCKETS,
     DEFAULT_DEDUP_HORIZON_SECONDS,
@@ -47,6 +56,7 @@ from transforms.streaming.sinks import (
     WriteStreamingRejected,
     WriteStreamingStats,
     publishable_live_json,
+    without_outcomes,
     without_rejected,
 )
 
@@ -119,6 +129,14 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             help="local DirectRunner only: Pub/Sub messages per pull (Beam's own is 10, which "
             "caps a local run at a few dozen events/s; default %(default)s)",
         )
+        parser.add_argument(
+            "--local_ack_lease_seconds",
+            type=int,
+            default=DEFAULT_ACK_LEASE_SECONDS,
+            help="local DirectRunner only: a pulled message is acknowledged once what it became "
+            "is committed, and its ack deadline is kept extended by this much until then; "
+            "after a kill, it is redelivered within this time (10-600, default %(default)s)",
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,9 @@ class StreamingPlan:
     run: Run
     options: PipelineOptions
     pseudonym_key: PseudonymKey | bytes
+    # Local runner: messages are acknowledged once settled (`transforms.streaming.acks`), so
+    # the writers commit their own stats and settle what they wrote.
+    deferred_acks: bool = False
 
     @property
     def streaming(self) -> StreamingOptions:
@@ -147,6 +168,7 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
     run, options = plan.run, plan.streaming
     subscription = options.input_subscription
     cadence = options.write_every_seconds
+    settle = plan.deferred_acks
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
         subscription=subscription, with_attributes=True, id_label=options.id_attribute
     )
@@ -175,10 +197,12 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
         ingested.accepted
         | "DropPartitionKey" >> beam.Values()
         | "Deduplicate"
-        >> DeduplicateBlocks(run, options.dedup_horizon_seconds, options.dedup_buckets)
+        >> DeduplicateBlocks(
+            run, options.dedup_horizon_seconds, options.dedup_buckets, settle=settle
+        )
     )
     first = deduped[Output.FIRST.value]
-    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence)
+    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence, settle=settle)
     # What the writers emit after a processing-time pane goes back to the plain global window,
     # so every input of a Flatten has the same windowing (Dataflow insists on it).
     plain = beam.WindowInto(GlobalWindows())
@@ -189,12 +213,14 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
             written[Output.REJECTED.value] | "PaymentConflictsUnpaned" >> plain,
         )
         | "AllRejected" >> beam.Flatten()
-        | "WriteRejected" >> WriteStreamingRejected(run, cadence)
+        | "WriteRejected" >> WriteStreamingRejected(run, cadence, settle=settle)
     )
-    # Rejections are counted where they are written (see WriteStreamingRejected).
+    # Rejections are counted where they are written (see WriteStreamingRejected); with
+    # deferred acks, every outcome and its read are (the writers commit their own stats).
+    ingest_stats = without_outcomes if settle else without_rejected
     (
         (
-            ingested.stats | "IngestStatsLessRejected" >> beam.Map(without_rejected),
+            ingested.stats | "IngestStatsLessRejected" >> beam.Map(ingest_stats),
             deduped[Output.STATS.value] | "DedupStatsLessRejected" >> beam.Map(without_rejected),
             written[Output.STATS.value]
             | "WriteStatsLessRejected" >> beam.Map(without_rejected)
@@ -233,7 +259,10 @@ def _parser() -> cli.Parser:
         "same Hive-partitioned Parquet as the nightly batch, with live aggregates.",
         epilog="Any Apache Beam pipeline option is accepted too (e.g. --runner DataflowRunner); "
         "any other argument is refused. "
-        + cli.exit_statuses("when the pipeline stops (drained or cancelled)"),
+        + cli.exit_statuses(
+            "when the pipeline stops (drained or cancelled)",
+            f"{EXIT_INTERRUPTED} when stopped by Ctrl-C",
+        ),
     )
     IngestOptions._add_argparse_args(parser)
     StreamingOptions._add_argparse_args(parser)
@@ -257,14 +286,29 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
         if streaming.id_attribute:
             parser.error("--id_attribute works on Dataflow only; Beam's local runner refuses it")
-        use_pull_size(streaming.local_pull_size)
+        try:
+            deferred: DeferredAcks | None = DeferredAcks(streaming.local_ack_lease_seconds)
+        except ValueError as error:
+            parser.error(f"--local_ack_lease_seconds: {error}")
+        if use_pull_size(streaming.local_pull_size, deferred):
+            acks.register(deferred)
+        else:
+            deferred = None
+    else:
+        deferred = None
     common = options.view_as(IngestOptions)
     key = pseudonym_key_source(common, options.view_as(StandardOptions).runner)
     log.info("pseudonymisation key: %s", key.describe())
-    return StreamingPlan(Run.start(STREAMING, cli.absolute(common.output)), options, key)
+    output = cli.absolute(common.output)
+    return StreamingPlan(Run.start(STREAMING, output), options, key, deferred is not None)
+
+
+EXIT_INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
+    """Build and run the pipeline until it stops. Ctrl-C (KeyboardInterrupt) is let through
+    once the run's staging folder is tidied (see `stop_interrupted`)."""
     planned = plan(list(sys.argv[1:] if argv is None else argv))
     log.info(
         "streaming run %s: %s -> %s",
@@ -274,7 +318,42 @@ def run(argv: Sequence[str] | None = None) -> None:
     )
     pipeline = beam.Pipeline(options=planned.options)
     build(pipeline, planned)
-    pipeline.run().wait_until_finish()
+    try:
+        pipeline.run().wait_until_finish()
+    except KeyboardInterrupt:
+        stop_interrupted(planned)
+        raise
+
+
+def stop_interrupted(planned: StreamingPlan) -> None:
+    """After Ctrl-C: remove the run's staging folder if nothing is left in it, and say in
+    one line what a stop leaves. Files are renamed into place whole, so nothing committed
+    is half-written; with deferred acks, what was not committed is redelivered to the next
+    run."""
+    staging = layout.staging_dir(planned.run.output_root, planned.run.run_id)
+    kept = remove_empty_tree(staging)
+    redelivered = (
+        "what it had not committed is redelivered to the next run"
+        if planned.deferred_acks
+        else "messages pulled but not yet written are lost (Beam acknowledged them on pull)"
+    )
+    log.info(
+        "streaming run %s stopped (Ctrl-C): %s%s",
+        planned.run.run_id,
+        redelivered,
+        f"; {kept} staged file(s) of an unfinished pane left in {staging}" if kept else "",
+    )
+
+
+def remove_empty_tree(path: str) -> int:
+    """Remove a local folder tree that holds no file; how many files it holds otherwise (then
+    it is left as it is). A gs:// path has no folders to remove: 0."""
+    if path.startswith("gs://") or not os.path.isdir(path):
+        return 0
+    files = sum(len(names) for _, _, names in os.walk(path))
+    if not files:
+        shutil.rmtree(path)
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,7 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("apache_beam", "google", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run(argv)
+    try:
+        run(argv)
+    except KeyboardInterrupt:  # said in one line by stop_interrupted, not as a traceback
+        return EXIT_INTERRUPTED
     return 0
 
 

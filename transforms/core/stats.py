@@ -121,6 +121,21 @@ def without(stats: Mapping[str, int], kind: str) -> dict[str, int]:
     return {k: v for k, v in stats.items() if kind_of(k) != kind}
 
 
+OUTCOMES = (ACCEPTED, REJECTED, DUPLICATES)
+
+
+def with_reads(stats: Mapping[str, int]) -> dict[str, int]:
+    """The stats plus a read per outcome they count (accepted, rejected or duplicate), by
+    channel: where an outcome and its read are committed in one file, the file balances on
+    its own and a restart cannot count a read whose outcome was lost."""
+    out: Stats = Counter(stats)
+    for key, value in stats.items():
+        parts = key.split(":")
+        if parts[0] in OUTCOMES and len(parts) > 1:
+            out[read_key(parts[1])] += value
+    return dict(sorted(out.items()))
+
+
 def incomplete_inputs(stats: Mapping[str, int]) -> list[tuple[str, str, int]]:
     """(path, fault, lines before the fault) of every quarantined input file, by path."""
     found = []

@@ -14,6 +14,7 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.coders import BytesCoder, StrUtf8Coder
 from apache_beam.transforms import userstate
@@ -21,10 +22,12 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.run import Run
+from transforms.core import stats as st
 from transforms.core.columnar import ArrowBlock, decode_ipc, plain_ipc
 from transforms.core.outputs import Output
-from transforms.dedup.recent import RecentIds, against_recent
-from transforms.dedup.table import rejected_conflicts
+from transforms.dedup.recent import RecentIds, against_recent, id_hashes
+from transforms.dedup.table import Deduplicated, rejected_conflicts
+from transforms.streaming import acks
 
 DEFAULT_DEDUP_HORIZON_SECONDS = 24 * 3600
 # Enough keys for Dataflow to spread de-duplication over workers; few enough that the local
@@ -71,12 +74,20 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
     writes only its own new ids), indexed in memory between blocks (`RecentIds`). Expired ids
     are forgotten as blocks arrive and the chunks compacted once a quarter of them expired; a
     bucket idle for a whole horizon is cleared by its timer.
+
+    With `settle` (deferred acks, local runner), a duplicate's stats carry its read and its
+    message id: nothing else will be written of it, so it is settled once they are committed.
     """
 
     def __init__(
-        self, run: Run, horizon_seconds: int, now: Callable[[], Timestamp] = Timestamp.now
+        self,
+        run: Run,
+        horizon_seconds: int,
+        now: Callable[[], Timestamp] = Timestamp.now,
+        settle: bool = False,
     ) -> None:
         self._run = run
+        self._settle = settle
         self._horizon = horizon_seconds
         self._now = now  # the runner's processing-time clock; tests give TestStream's
         self._step = uuid.uuid4().hex  # survives pickling: names this step in _MEMORY
@@ -120,6 +131,9 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         if result.winners.num_rows:
             yield ArrowBlock.of(result.winners)
         stats: Counter[str] = Counter(result.stats)
+        if self._settle:
+            duplicates = settled_duplicates(block.table(), result, recent)
+            stats = Counter(acks.with_settled(st.with_reads(stats), duplicates))
         if result.conflicts.num_rows:
             rejected, counts = rejected_conflicts(result, self._run)
             yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
@@ -133,6 +147,28 @@ class DeduplicateBlocksFn(beam.DoFn):  # type: ignore[misc]
         version.clear()
 
 
+def settled_duplicates(table: pa.Table, result: Deduplicated, recent: RecentIds) -> list[str]:
+    """The message ids this step ends: the block's rows it neither passed on (winners) nor
+    rejected (conflicts). A row redelivered under its first delivery's own message id (its
+    deadline ran out in flight) is left out: acknowledging that id now would drop the first
+    delivery too before its row is written; the payments writer settles it."""
+    ended = acks.not_in(acks.not_in(acks.message_ids(table), result.winners), result.conflicts)
+    if not ended:
+        return []
+    rows = table.filter(pc.is_in(table["source_message_id"], value_set=pa.array(ended)))
+    hashes = id_hashes(rows).to_pylist()
+    firsts = [
+        recent.get(h, event_id)
+        for h, event_id in zip(hashes, rows["event_id"].to_pylist(), strict=True)
+    ]
+    in_flight = {
+        message_id
+        for first, message_id in zip(firsts, rows["source_message_id"].to_pylist(), strict=True)
+        if first is not None and first.first_message_id == message_id
+    }
+    return [message_id for message_id in ended if message_id not in in_flight]
+
+
 class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
     """ArrowBlocks of accepted rows -> blocks of first deliveries (`first`), rejected conflicts
     (`rejected`) and stats (`stats`), remembering each event_id for the horizon."""
@@ -143,9 +179,10 @@ class DeduplicateBlocks(beam.PTransform):  # type: ignore[misc]
         horizon_seconds: int = DEFAULT_DEDUP_HORIZON_SECONDS,
         buckets: int = DEFAULT_DEDUP_BUCKETS,
         now: Callable[[], Timestamp] = Timestamp.now,
+        settle: bool = False,
     ) -> None:
         super().__init__()
-        self._fn = DeduplicateBlocksFn(run, horizon_seconds, now)
+        self._fn = DeduplicateBlocksFn(run, horizon_seconds, now, settle)
         self._buckets = buckets
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:

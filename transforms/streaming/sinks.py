@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -57,6 +58,7 @@ from transforms.storage.files import (
     write_text,
 )
 from transforms.storage.partitions import accepted_stats, existing_rows
+from transforms.streaming import acks
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,13 @@ def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | Non
     )
 
 
-def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
+def _publish(
+    table: pa.Table, root: str, run_id: str, final: str, counts: dict[str, int] | None = None
+) -> str | None:
     """Stage `table` and rename it into place as `final`; None, with nothing written, when the
-    privacy scan finds a secret in it (the caller counts the refusal).
+    privacy scan finds a secret in it (the caller counts the refusal). With `counts`, a stats
+    file of them is staged too and renamed into place right after the data file, so that
+    a kill commits both or neither (but in the instant between two local renames).
 
     A payments file is moved into place only under the output root's writer lease
     (`transforms.storage.lease.pane_lease`: waited for as long as a batch run holds it, never
@@ -107,8 +113,14 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
         return None
     staged = layout.staged(root, run_id, final)
     write_parquet(table, staged)
+    sources, targets = [staged], [final]
+    if counts is not None:
+        stats_path = layout.pane_stats_path(root, run_id)
+        sources.append(layout.staged(root, run_id, stats_path))
+        targets.append(stats_path)
+        write_text(sources[-1], json.dumps(counts, indent=1))
     if not final.startswith(layout.join(root, layout.PAYMENTS) + "/"):
-        replace([staged], [final])
+        replace(sources, targets)
         return final
     with lease.pane_lease(root, run_id):
         directory = posixpath.dirname(final)
@@ -120,12 +132,12 @@ def _publish(table: pa.Table, root: str, run_id: str, final: str) -> str | None:
         committed = [read_parquet(path, ["event_id"])["event_id"] for path in others]
         ids = pa.chunked_array(committed, pa.string()).combine_chunks()
         if pc.any(pc.is_in(table["event_id"], value_set=ids)).as_py():
-            delete([staged])
+            delete(sources)
             raise RuntimeError(
                 f"another writer committed some of this pane's payments to {directory} after "
                 "the pane read it; the pane is not published, and its retry leaves them out"
             )
-        replace([staged], [final])
+        replace(sources, targets)
     return final
 
 
@@ -136,8 +148,46 @@ REFUSED_MESSAGES = st.privacy_refused_key("messages")
 def _write_refusal_stats(root: str, run_id: str, key: str) -> None:
     """Count a refusal where a sink has no stats output of its own: one more stats file of the
     run (the stats are the sum over `runs/<run_id>/stats-*.json`)."""
-    path = layout.pane_stats_path(root, run_id)
-    write_text(path, json.dumps({key: 1}, indent=1))
+    commit_stats({key: 1}, root, run_id)
+
+
+def commit_stats(stats: dict[str, int], root: str, run_id: str, path: str | None = None) -> str:
+    """One more stats file of the run (`path`, or a new name), staged and renamed into place,
+    so that a killed pipeline leaves a whole file or none (the stats are the sum over them)."""
+    path = path or layout.pane_stats_path(root, run_id)
+    if path.startswith("gs://"):  # an object is written whole or not at all: no staging
+        write_text(path, json.dumps(stats, indent=1))
+        return path
+    staged = layout.staged(root, run_id, path)
+    write_text(staged, json.dumps(stats, indent=1))
+    replace([staged], [path])
+    return path
+
+
+def _commit_settled(
+    stats: dict[str, int],
+    root: str,
+    run_id: str,
+    settled: Iterable[str],
+    what: str,
+    committed: bool = False,
+) -> None:
+    """With deferred acks: the stats of what a writer decided (`stats`, with a read per
+    outcome), committed as a stats file unless already `committed` with the writer's file;
+    then the messages they came from are settled (acknowledged). A kill before the stats file
+    leaves the messages unacknowledged: they come back, and the writers leave out what is
+    already committed."""
+    counted = st.with_reads(stats)
+    if counted:
+        if not committed:
+            commit_stats(counted, root, run_id)
+        totals = st.totals_by_kind(counted)
+        log.info(
+            "committed %s: read %d, accepted %d, rejected %d, duplicates %d",
+            what,
+            *(totals.get(kind, 0) for kind in (st.READ, st.ACCEPTED, st.REJECTED, st.DUPLICATES)),
+        )
+    acks.settle(settled)
 
 
 class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
@@ -147,13 +197,16 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
     the nightly batch) are left out here, counted as duplicates in output or rejected as
     conflicts, so a restart never writes a second row for an event: de-duplication state does
     not survive a restart, but the files do. Emits the path (main), rejected conflicts
-    (`rejected`) and what it accepted (`stats`).
+    (`rejected`) and what it accepted (`stats`). With `settle` (deferred acks, local runner)
+    it commits those stats itself, right after the file, and settles the messages of every
+    row but the conflicts (those are settled where they are rejected).
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, settle: bool = False) -> None:
         self._run = run
         self._root = run.output_root
         self._run_id = run.run_id
+        self._settle = settle
 
     def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
         (channel, day), blocks = element
@@ -165,30 +218,46 @@ class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
         result = against_existing(table, existing)
         new = result.winners.sort_by(list(PAYMENT_FILE_ORDER))
         stats: Counter[str] = Counter(result.stats)
+        committed = False
         if new.num_rows:
             final = layout.join(directory, layout.pane_part_name(self._run_id))
             rows = new.select(payment_file_schema().names)
-            if _publish(rows, self._root, self._run_id, final) is None:
+            accepted = accepted_stats(channel, new)
+            # With deferred acks the file's stats are committed with it.
+            counts = st.with_reads(st.merge([stats, accepted])) if self._settle else None
+            if _publish(rows, self._root, self._run_id, final, counts) is None:
                 stats[REFUSED_FILES] += 1
             else:
                 yield final
                 log.info("wrote %d payments to %s", new.num_rows, final)
-                stats.update(accepted_stats(channel, new))
+                stats.update(accepted)
+                committed = self._settle
+        if self._settle:
+            settled = acks.not_in(acks.message_ids(table), result.conflicts)
+            where = _partition_name(directory)
+            _commit_settled(dict(stats), self._root, self._run_id, settled, where, committed)
+            stats.clear()
         if result.conflicts.num_rows:
             rejected, counts = rejected_conflicts(result, self._run)
             yield pvalue.TaggedOutput(Output.REJECTED.value, ArrowBlock.of(rejected))
-            stats.update(counts)
+            if not self._settle:
+                stats.update(counts)
         if stats:
             yield pvalue.TaggedOutput(Output.STATS.value, dict(stats))
+
+
+def _partition_name(directory: str) -> str:
+    """How a log line names a pane's partition."""
+    return posixpath.basename(posixpath.dirname(directory)) + "/" + posixpath.basename(directory)
 
 
 class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
     """Blocks of first deliveries -> Parquet files in their own day's partition, every
     `every_seconds`; outputs the paths (`written`), rejected conflicts and stats."""
 
-    def __init__(self, run: Run, every_seconds: int) -> None:
+    def __init__(self, run: Run, every_seconds: int, settle: bool = False) -> None:
         super().__init__()
-        self._fn = WritePartitionPaneFn(run)
+        self._fn = WritePartitionPaneFn(run, settle)
         self._every = every_seconds
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
@@ -210,11 +279,12 @@ class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
 class _OneFilePerPane(beam.PTransform):  # type: ignore[misc]
     """A sink that writes what it received during each processing-time pane as one file."""
 
-    def __init__(self, run: Run, every_seconds: int) -> None:
+    def __init__(self, run: Run, every_seconds: int, settle: bool = False) -> None:
         super().__init__()
         self._root = run.output_root
         self._run_id = run.run_id
         self._every = every_seconds
+        self._settle = settle
 
     def _panes(self, elements: beam.PCollection, name: str) -> beam.PCollection:
         """(None, the elements of one pane), once per pane."""
@@ -246,6 +316,12 @@ def without_rejected(stats: dict[str, int]) -> dict[str, int]:
     return st.without(stats, st.REJECTED)
 
 
+def without_outcomes(stats: dict[str, int]) -> dict[str, int]:
+    """Ingest stats less their rejected and read counts: with deferred acks, each outcome is
+    counted, with its read, in the stats file committed with it."""
+    return st.without(without_rejected(stats), st.READ)
+
+
 class WriteStreamingRejected(_OneFilePerPane):
     """Rejected ArrowBlocks -> one Parquet file under rejected/ per pane (`written`), and the
     counts of what each file holds (`stats`).
@@ -253,27 +329,101 @@ class WriteStreamingRejected(_OneFilePerPane):
     Counting rejections where they are written, as accepted rows are counted where they are
     written, makes the stats files a ledger of committed output: once they balance, every
     rejected row counted is in a file (the ingest step's own counts could be committed a pane
-    before the rows, and lost with them if the local runner is killed in between).
+    before the rows, and lost with them if the local runner is killed in between). With
+    `settle` (deferred acks), the writer commits those counts itself and settles the rows'
+    messages, and leaves out a message already rejected (see `write_rejected_pane`).
     """
 
     def expand(self, rejected: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         return self._panes(rejected, "Rejected") | "WriteRejectedFile" >> beam.FlatMap(
-            write_rejected_pane, self._root, self._run_id
+            write_rejected_pane, self._root, self._run_id, self._settle
         ).with_outputs(Output.STATS.value, main=Output.WRITTEN.value)
 
 
+class _RejectedMessages:
+    """The message ids already in rejected/, by output root: read once per file, then kept."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: dict[str, set[str]] = {}
+        self._ids: dict[str, set[str]] = {}
+
+    def of(self, root: str) -> set[str]:
+        """Every source message id of rejected/ under `root` (files new since the last call
+        are read, their source_message_id column only)."""
+        directory = layout.join(root, layout.REJECTED)
+        with self._lock:
+            read = self._read.setdefault(root, set())
+            ids = self._ids.setdefault(root, set())
+            for path in list_files(directory):
+                if path not in read and path.endswith(".parquet"):
+                    column = read_parquet(path, ["source_message_id"])["source_message_id"]
+                    ids.update(pc.drop_null(column).to_pylist())
+                    read.add(path)
+            return ids
+
+
+_REJECTED_MESSAGES = _RejectedMessages()
+
+
+def already_rejected(table: pa.Table, root: str) -> pa.Array:
+    """Which rows' messages are already in rejected/: a message redelivered after a kill that
+    came after its rejection was committed but before its acknowledgement."""
+    seen = _REJECTED_MESSAGES.of(root)
+    if not seen:
+        return pa.array([False] * table.num_rows)
+    value_set = pa.array(sorted(seen), pa.string())
+    return pc.fill_null(pc.is_in(table["source_message_id"], value_set=value_set), False)
+
+
+def repeated_messages(table: pa.Table) -> pa.Array:
+    """Which rows repeat the message of an earlier row of the same pane (a message redelivered
+    in flight, its deadline run out): one rejection per message."""
+    seen: set[str] = set()
+    repeated = []
+    for message_id in table["source_message_id"].to_pylist():
+        repeated.append(message_id is not None and message_id in seen)
+        if message_id is not None:
+            seen.add(message_id)
+    return pa.array(repeated, pa.bool_())
+
+
 def write_rejected_pane(
-    element: tuple[None, Iterable[ArrowBlock]], root: str, run_id: str
+    element: tuple[None, Iterable[ArrowBlock]], root: str, run_id: str, settle: bool = False
 ) -> Iterator[Any]:
-    """One pane of rejected blocks -> its file's path and (`stats`) the counts it holds."""
+    """One pane of rejected blocks -> its file's path and (`stats`) the counts it holds.
+
+    With `settle`, a row whose message is already in rejected/ (or earlier in the pane) is
+    counted as a duplicate (`duplicates:<channel>:rejected_before`) instead of rejected twice,
+    the counts are committed here with the file, and the rows' messages are settled."""
     table = concat_blocks(element[1], rejected_schema())
+    if not table.num_rows:
+        return
+    stats: Counter[str] = Counter()
+    settled: list[str] = []
+    if settle:
+        before = pc.or_(already_rejected(table, root), repeated_messages(table))
+        repeated = table.filter(before)
+        for channel in pc.fill_null(repeated["channel"], st.UNKNOWN_CHANNEL).to_pylist():
+            stats[st.duplicate_key(channel, "rejected_before")] += 1
+        settled = acks.message_ids(table)
+        table = table.filter(pc.invert(before))
+    committed = False
     if table.num_rows:
         final = layout.join(root, layout.REJECTED, layout.pane_part_name(run_id))
-        if _publish(table, root, run_id, final) is None:
-            yield pvalue.TaggedOutput(Output.STATS.value, {REFUSED_FILES: 1})
+        counts = rejected_stats(table)
+        # With deferred acks the file's stats are committed with it.
+        with_file = st.with_reads(st.merge([stats, counts])) if settle else None
+        if _publish(table, root, run_id, final, with_file) is None:
+            stats[REFUSED_FILES] += 1
         else:
             yield final
-            yield pvalue.TaggedOutput(Output.STATS.value, rejected_stats(table))
+            stats.update(counts)
+            committed = settle
+    if settle:
+        _commit_settled(dict(stats), root, run_id, settled, "rejections", committed)
+    elif stats:
+        yield pvalue.TaggedOutput(Output.STATS.value, dict(stats))
 
 
 class WriteStreamingStats(_OneFilePerPane):
@@ -325,8 +475,10 @@ def write_stats_pane(
     the files: how many panes each channel spent at each level). Never raises for a gate.
 
     Keys name channels and codes, values are counts: only the keys can hold text. A pane whose
-    keys fail the privacy scan is written as the count of that refusal alone."""
-    merged = st.merge(element[1])
+    keys fail the privacy scan is written as the count of that refusal alone. The messages
+    whose outcome the pane counts (`transforms.streaming.acks`) are settled once it is
+    written."""
+    merged, settled = acks.split_settled(st.merge(element[1]))
     path = layout.pane_stats_path(root, run_id)
     leaks = scan_texts(list(merged), path, "stats key")
     if leaks:
@@ -335,7 +487,8 @@ def write_stats_pane(
     for gate in pane_gates(merged, gates):
         _report_gate(gate)
         merged[st.gate_key(gate.channel, gate.level.value)] = 1
-    write_text(path, json.dumps(merged, indent=1))
+    commit_stats(merged, root, run_id, path)
+    acks.settle(settled)
     totals = st.totals_by_kind(merged)
     log.info(
         "processed: read %d, accepted %d, rejected %d, duplicates %d",
