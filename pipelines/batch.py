@@ -365,16 +365,7 @@ def exit_status(manifest: dict[str, Any]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("apache_beam", "google", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Each local worker process warns once that it has no semi-persistent directory, which
-    # only matters for cross-language transforms this pipeline does not use.
-    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
-        lambda record: "semi_persistent_directory" not in record.getMessage()
-    )
+    cli.configure_logging()
     try:
         manifest = run(argv)
     except SecretInOutput as refused:

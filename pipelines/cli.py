@@ -278,6 +278,20 @@ def check_resource(value: str, kind: str, option: str) -> None:
     fail(f"{option} {value!r} is not a Pub/Sub {kind[:-1]}: give {hint}")
 
 
+def configure_logging() -> None:
+    """What a pipeline's command prints: our INFO lines with their time, the libraries' warnings
+    only. Each local worker process would also warn once that it has no semi-persistent
+    directory, which only matters for cross-language transforms these pipelines do not use."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("apache_beam", "google", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
+        lambda record: "semi_persistent_directory" not in record.getMessage()
+    )
+
+
 def absolute(path: str) -> str:
     """A local path made absolute (gs:// URIs as they are): manifests name files the same
     way whichever folder a run was started from."""

@@ -199,11 +199,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("apache_beam", "google", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cli.configure_logging()
     try:
         manifest = run(argv)
     except lease.LeaseError as busy:

@@ -357,11 +357,7 @@ def remove_empty_tree(path: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("apache_beam", "google", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cli.configure_logging()
     try:
         run(argv)
     except KeyboardInterrupt:  # said in one line by stop_interrupted, not as a traceback
