@@ -30,13 +30,17 @@ from schemas.timekeeping import BAHRAIN, to_utc_micros
 # Payments before the e-government portal existed, or in the far future, are clock errors.
 EARLIEST = datetime(2000, 1, 1, tzinfo=BAHRAIN)
 LATEST = datetime(2100, 1, 1, tzinfo=BAHRAIN)
-_EARLIEST_MS = to_utc_micros(EARLIEST) // 1000
-_LATEST_MS = to_utc_micros(LATEST) // 1000
+EARLIEST_MS = to_utc_micros(EARLIEST) // 1000
+LATEST_MS = to_utc_micros(LATEST) // 1000
+# Bounds in characters (code points, as pydantic counts them); the bulk path checks the same.
+IDENTIFIER_MAX_CHARS = 128
+CODE_MAX_CHARS = 64
+CARD_MAX_CHARS = 64
 
 # [0-9], not \\d: \\d also matches Arabic-Indic digits, which would give one resident two
 # pseudonyms (the same CPR written two ways).
 CPR_PATTERN = r"^[0-9]{9}$"
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+CODE_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{CODE_MAX_CHARS - 1}}}$"
 _LOCAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -69,7 +73,7 @@ def _bahrain_wall_clock(text: Any) -> int:
     return to_utc_micros(_plausible(local.replace(tzinfo=BAHRAIN)))
 
 
-Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=128)]
+Identifier = Annotated[str, Field(strict=True, min_length=1, max_length=IDENTIFIER_MAX_CHARS)]
 ServiceCode = Annotated[str, Field(strict=True, pattern=CODE_PATTERN)]
 Cpr = Annotated[str, Field(strict=True, pattern=CPR_PATTERN)]
 Currency = Literal["BHD"]
@@ -77,7 +81,7 @@ FilsInt = Annotated[int, Field(strict=True, gt=0, le=MAX_FILS)]
 # Decimal text such as "12.500", validated into integer fils.
 FilsText = Annotated[int, BeforeValidator(_positive_fils)]
 OffsetTime = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_plausible)]
-EpochMillis = Annotated[int, Field(strict=True, ge=_EARLIEST_MS, lt=_LATEST_MS)]
+EpochMillis = Annotated[int, Field(strict=True, ge=EARLIEST_MS, lt=LATEST_MS)]
 # Bahrain wall-clock text, validated into UTC epoch microseconds.
 BahrainWallClock = Annotated[int, BeforeValidator(_bahrain_wall_clock)]
 
@@ -157,7 +161,7 @@ class KioskEvent(_Raw):
     amount: FilsText
     local_time: BahrainWallClock
     result: KioskResult
-    card: Annotated[str, Field(strict=True, max_length=64)] | None = None
+    card: Annotated[str, Field(strict=True, max_length=CARD_MAX_CHARS)] | None = None
     cpr: Cpr | None = None
 
 

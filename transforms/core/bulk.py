@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +35,18 @@ import pyarrow.json as pj
 from schemas.arrow import payment_schema
 from schemas.enums import Channel, PaymentMethod
 from schemas.money import CURRENCY, MAX_FILS
-from schemas.raw import EARLIEST, LATEST
+from schemas.raw import (
+    CARD_MAX_CHARS,
+    CODE_MAX_CHARS,
+    EARLIEST,
+    EARLIEST_MS,
+    IDENTIFIER_MAX_CHARS,
+    LATEST,
+    LATEST_MS,
+    AppMethod,
+    AppOs,
+    PortalMethod,
+)
 from schemas.timekeeping import BAHRAIN_UTC_OFFSET
 from transforms.core.columnar import decimal_from_fils
 from transforms.core.normalise import APP_STATUS, KIOSK_STATUS, PORTAL_STATUS
@@ -43,12 +55,7 @@ from transforms.core.privacy import card_last4
 _MICROS_PER_SECOND = 1_000_000
 _MICROS_PER_DAY = 86_400 * _MICROS_PER_SECOND
 _BAHRAIN_OFFSET_SECONDS = int(BAHRAIN_UTC_OFFSET.total_seconds())
-_EARLIEST_MS = int(EARLIEST.timestamp()) * 1000
-_LATEST_MS = int(LATEST.timestamp()) * 1000
 _FIRST_YEAR, _LAST_YEAR = EARLIEST.year, LATEST.year - 1
-_MAX_IDENTIFIER = 128  # schemas.raw.Identifier
-_MAX_CODE = 64  # schemas.raw.CODE_PATTERN
-_MAX_CARD = 64  # KioskEvent.card
 # Offsets the bulk path reads: every zone in use lies within -12:00..+14:00. A wider one (which
 # pydantic may take or refuse) goes to the reference path.
 _MAX_OFFSET_SECONDS = 14 * 3600
@@ -105,7 +112,7 @@ _LINES = {
             _key("status", _one_of(*PORTAL_STATUS)),
             _key("paid_at", _OFFSET_TIME),
             _key("payer", _object(_key("cpr", _CPR))),
-            _key("method", _one_of("DEBIT_CARD", "CREDIT_CARD", "BENEFIT_PAY")),
+            _key("method", _one_of(*get_args(PortalMethod))),
             optional=[_key("gateway_ref", _NULLABLE_TEXT)],
         )
     ),
@@ -118,7 +125,7 @@ _LINES = {
                 _object(
                     _key("id", _TEXT),
                     _key("version", _TEXT),
-                    _key("os", _one_of("ios", "android", "huawei")),
+                    _key("os", _one_of(*get_args(AppOs))),
                 ),
             ),
             _key("service_code", _CODE),
@@ -127,17 +134,7 @@ _LINES = {
                 _object(
                     _key("amount", _AMOUNT),
                     _key("currency", '"BHD"'),
-                    _key(
-                        "method",
-                        _one_of(
-                            "APPLE_PAY",
-                            "GOOGLE_PAY",
-                            "HUAWEI_PAY",
-                            "BENEFIT_PAY",
-                            "DEBIT_CARD",
-                            "CREDIT_CARD",
-                        ),
-                    ),
+                    _key("method", _one_of(*get_args(AppMethod))),
                     _key("outcome", _one_of(*APP_STATUS)),
                 ),
             ),
@@ -315,7 +312,7 @@ class BulkNormaliser:
         txn, ref = _column(t, "txn_id"), _column(t, "gateway_ref")
         code, entity = service.field("code"), service.field("entity")
         ok = _identifier(txn) & _identifier(entity) & _identifier(ref, nullable=True)
-        ok &= _at_most(code, _MAX_CODE)
+        ok &= _at_most(code, CODE_MAX_CHARS)
         micros, valid = _offset_instants(_column(t, "paid_at"))
         ok &= valid
         columns = {
@@ -335,9 +332,9 @@ class BulkNormaliser:
         event_id, code = _column(t, "event_id"), _column(t, "service_code")
         app_id, version = app.field("id"), app.field("version")
         ok = _identifier(event_id) & _identifier(app_id) & _identifier(version)
-        ok &= _at_most(code, _MAX_CODE)
+        ok &= _at_most(code, CODE_MAX_CHARS)
         ts = _column(t, "ts").to_numpy(zero_copy_only=False)
-        ok &= (ts >= _EARLIEST_MS) & (ts < _LATEST_MS)
+        ok &= (ts >= EARLIEST_MS) & (ts < LATEST_MS)
         fils, valid = _amounts(payment.field("amount"))
         ok &= valid
         columns = {
@@ -358,8 +355,8 @@ class BulkNormaliser:
     def _kiosk(self, t: pa.Table) -> tuple[dict[str, pa.Array], np.ndarray]:
         kiosk_id, site, code = _column(t, "kiosk_id"), _column(t, "site"), _column(t, "service")
         card = _column(t, "card")
-        ok = _identifier(kiosk_id) & _identifier(site) & _at_most(code, _MAX_CODE)
-        ok &= _at_most(card, _MAX_CARD, nullable=True)
+        ok = _identifier(kiosk_id) & _identifier(site) & _at_most(code, CODE_MAX_CHARS)
+        ok &= _at_most(card, CARD_MAX_CHARS, nullable=True)
         fils, valid = _amounts(_column(t, "amount"))
         ok &= valid
         micros, valid = _wall_clock_instants(_column(t, "local_time"))
@@ -472,7 +469,7 @@ def _flags(array: pa.Array | pa.ChunkedArray, nullable: bool = False) -> np.ndar
 
 def _identifier(values: pa.Array, nullable: bool = False) -> np.ndarray:
     length = pc.utf8_length(values)  # code points, as pydantic counts them
-    within = pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, _MAX_IDENTIFIER))
+    within = pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, IDENTIFIER_MAX_CHARS))
     return _flags(within, nullable)
 
 
