@@ -136,6 +136,20 @@ def test_by_service_counts_and_sums_per_service_and_status() -> None:
     ]
 
 
+def test_by_service_keeps_one_row_per_code_and_status_when_a_service_was_renamed() -> None:
+    # An earlier run's rows of the partition carry the catalogue's old name.
+    renamed = [(FINE, "SUCCESS", "0.100"), (("GDT-FINE", "Traffic fines"), "SUCCESS", "0.200")]
+    assert by_service(_table(renamed)).to_pylist() == [
+        {
+            "service_code": "GDT-FINE",
+            "service_name_en": "Traffic violation fines",
+            "status": "SUCCESS",
+            "payments": 2,
+            "amount": Decimal("0.300"),
+        }
+    ]
+
+
 def test_by_service_totals_equal_by_status_totals() -> None:
     table = _table(ROWS)
     by_status_total = sum((r["amount"] for r in by_status(table).to_pylist()), Decimal(0))
