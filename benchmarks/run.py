@@ -39,9 +39,6 @@ from results_table import add_rows
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 WORK = BENCH / "work"
-LANDING = WORK / "landing"
-SINGLE = WORK / "all.jsonl"
-SINGLE_STAMP = WORK / "all.jsonl.source.json"
 LOGS = WORK / "logs"
 RESULTS = BENCH / "RESULTS.md"
 TOTALS_FILE = "_generator_totals.json"
@@ -49,10 +46,6 @@ TOTALS_FILE = "_generator_totals.json"
 # The h1-2017 profile writes this many lines at --scale 1.0 (no defects); the defect rates
 # below add lines on top, so scale = events / (LINES_AT_SCALE_1 * (1 + extra rates)).
 LINES_AT_SCALE_1 = 490_470
-# 1% invalid lines of the realistic kinds (issue #11): every kind the generator makes but
-# `huge_line` (> 1 MiB each), which at 1% would be most of the input's bytes.
-INVALID_RATE = 0.01
-INVALID_KINDS = "realistic"
 DUPLICATE_RATE = 0.005
 LATE_RATE = 0.02
 PROFILE = "h1-2017"
@@ -96,6 +89,44 @@ BATCH_HEADER = "| date (UTC) | machine |"
 
 
 @dataclass(frozen=True)
+class Mix:
+    """Which invalid lines an input holds, and the folder it is generated in (landing files
+    and their concatenation)."""
+
+    name: str
+    invalid_rate: float
+    invalid_kinds: str
+    work: Path
+    description: str
+
+    @property
+    def landing(self) -> Path:
+        return self.work / "landing"
+
+    @property
+    def single(self) -> Path:
+        return self.work / "all.jsonl"
+
+    @property
+    def single_stamp(self) -> Path:
+        return self.work / "all.jsonl.source.json"
+
+
+# The benchmark's input (issue #11): 1% invalid lines of the realistic kinds, every kind the
+# generator makes but `huge_line` (> 1 MiB each), which at 1% would be most of the bytes.
+REALISTIC = Mix("", 0.01, "realistic", WORK, "--invalid-rate 0.01 of the realistic kinds")
+# Huge lines as their own small row (--huge-lines): 0.1% of the lines, ~1 MiB each.
+HUGE = Mix(
+    "huge lines",
+    0.001,
+    "huge_line",
+    WORK / "huge",
+    "--invalid-rate 0.001 of huge_line alone (> 1 MiB a line)",
+)
+HUGE_EVENTS = 60_000
+
+
+@dataclass(frozen=True)
 class Run:
     """One measured child process."""
 
@@ -120,6 +151,7 @@ class Result:
     input_kind: str
     input_arg: str
     events: int
+    mix: Mix = REALISTIC
     pipeline: list[Run] = field(default_factory=list)
     duckdb: list[Run] = field(default_factory=list)
 
@@ -127,6 +159,11 @@ class Result:
     def rate(events: int, runs: list[Run]) -> float:
         """Events per second at the median wall time."""
         return events / statistics.median(r.wall_s for r in runs)
+
+    @property
+    def input_label(self) -> str:
+        """The input column of RESULTS.md: the layout, and the mix when it is not the usual."""
+        return f"{self.input_kind}, {self.mix.name}" if self.mix.name else self.input_kind
 
     @property
     def pipeline_rate(self) -> float:
@@ -166,19 +203,19 @@ class Result:
 # --------------------------------------------------------------------------- input data
 
 
-def scale_for(events: int) -> float:
+def scale_for(events: int, mix: Mix = REALISTIC) -> float:
     """The generator --scale that writes about `events` lines with the defect rates above."""
-    return round(events / (LINES_AT_SCALE_1 * (1 + INVALID_RATE + DUPLICATE_RATE)), 4)
+    return round(events / (LINES_AT_SCALE_1 * (1 + mix.invalid_rate + DUPLICATE_RATE)), 4)
 
 
-def wanted_config(events: int) -> dict[str, Any]:
+def wanted_config(events: int, mix: Mix = REALISTIC) -> dict[str, Any]:
     """The generator config fields (as in `_generator_totals.json`) a reusable landing has."""
     return {
         "start": "2017-01-01",
         "days": 181,
         "seed": 2017,
-        "scale": scale_for(events),
-        "invalid_rate": INVALID_RATE,
+        "scale": scale_for(events, mix),
+        "invalid_rate": mix.invalid_rate,
         "duplicate_rate": DUPLICATE_RATE,
         "conflict_rate": 0,
         "late_rate": LATE_RATE,
@@ -186,75 +223,78 @@ def wanted_config(events: int) -> dict[str, Any]:
     }
 
 
-def read_totals() -> dict[str, Any] | None:
+def read_totals(mix: Mix = REALISTIC) -> dict[str, Any] | None:
     """The generator's totals file in the landing folder, if there is one."""
     try:
-        with open(LANDING / TOTALS_FILE, encoding="utf-8") as handle:
+        with open(mix.landing / TOTALS_FILE, encoding="utf-8") as handle:
             totals: dict[str, Any] = json.load(handle)
     except (OSError, ValueError):
         return None
     return totals
 
 
-def config_matches(totals: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+def config_matches(
+    totals: dict[str, Any] | None, wanted: dict[str, Any], mix: Mix = REALISTIC
+) -> bool:
     """True when the landing folder was generated with `wanted` and all its files are there."""
     if totals is None:
         return False
     config = totals.get("config", {})
     if any(config.get(name) != value for name, value in wanted.items()):
         return False
-    if "huge_line" in config.get("invalid_kinds", ["huge_line"]):
+    if ("huge_line" in config.get("invalid_kinds", ["huge_line"])) != (mix is HUGE):
         return False
-    return all((LANDING / rel).is_file() for rel in totals.get("files", {}))
+    return all((mix.landing / rel).is_file() for rel in totals.get("files", {}))
 
 
-def generate(events: int, python: str) -> dict[str, Any]:
+def generate(events: int, python: str, mix: Mix = REALISTIC) -> dict[str, Any]:
     """Generate the landing folder unless one with the same config is there; return totals."""
-    wanted = wanted_config(events)
-    totals = read_totals()
-    if config_matches(totals, wanted):
+    wanted = wanted_config(events, mix)
+    totals = read_totals(mix)
+    if config_matches(totals, wanted, mix):
         assert totals is not None
-        print(f"reusing {LANDING.relative_to(ROOT)}: {totals['lines_written']:,} lines")
+        print(f"reusing {mix.landing.relative_to(ROOT)}: {totals['lines_written']:,} lines")
         return totals
-    shutil.rmtree(LANDING, ignore_errors=True)
+    shutil.rmtree(mix.landing, ignore_errors=True)
     cmd = [
-        python, "-m", "tools.generate", "--out", str(LANDING.relative_to(ROOT)),
+        python, "-m", "tools.generate", "--out", str(mix.landing.relative_to(ROOT)),
         "--profile", PROFILE, "--scale", str(wanted["scale"]),
-        "--invalid-rate", str(INVALID_RATE), "--invalid-kinds", INVALID_KINDS,
+        "--invalid-rate", str(mix.invalid_rate), "--invalid-kinds", mix.invalid_kinds,
         "--duplicate-rate", str(DUPLICATE_RATE),
         "--late-rate", str(LATE_RATE),
     ]  # fmt: skip
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
-    totals = read_totals()
-    if not config_matches(totals, wanted):
+    totals = read_totals(mix)
+    if not config_matches(totals, wanted, mix):
         raise SystemExit(f"error: the generator did not write the expected config {wanted}")
     assert totals is not None
     return totals
 
 
-def landing_files(totals: dict[str, Any]) -> list[Path]:
+def landing_files(totals: dict[str, Any], mix: Mix = REALISTIC) -> list[Path]:
     """The generated .jsonl files in path order (the order the pipeline reads them in)."""
-    return [LANDING / rel for rel in sorted(totals["files"])]
+    return [mix.landing / rel for rel in sorted(totals["files"])]
 
 
-def build_single(totals: dict[str, Any]) -> None:
+def build_single(totals: dict[str, Any], mix: Mix = REALISTIC) -> None:
     """Concatenate the landing files into one big file, unless it is already up to date."""
-    files = landing_files(totals)
+    files = landing_files(totals, mix)
+    single, single_stamp = mix.single, mix.single_stamp
     stamp = {
         "config": totals["config"],
         "lines": totals["lines_written"],
         "bytes": sum(f.stat().st_size for f in files),
     }
     try:
-        with open(SINGLE_STAMP, encoding="utf-8") as handle:
+        with open(single_stamp, encoding="utf-8") as handle:
             current = json.load(handle)
     except (OSError, ValueError):
         current = None
-    if current == stamp and SINGLE.is_file() and SINGLE.stat().st_size == stamp["bytes"]:
-        print(f"reusing {SINGLE.relative_to(ROOT)}: {stamp['bytes'] / 1e6:,.1f} MB")
+    if current == stamp and single.is_file() and single.stat().st_size == stamp["bytes"]:
+        print(f"reusing {single.relative_to(ROOT)}: {stamp['bytes'] / 1e6:,.1f} MB")
         return
-    tmp = SINGLE.with_suffix(".tmp")
+    tmp = single.with_suffix(".tmp")
     lines = 0
     with open(tmp, "wb") as out:
         for path in files:
@@ -266,18 +306,18 @@ def build_single(totals: dict[str, Any]) -> None:
             out.write(data)
     if lines != totals["lines_written"]:
         raise SystemExit(f"error: {tmp} has {lines:,} lines, expected {totals['lines_written']:,}")
-    os.replace(tmp, SINGLE)
-    stamp["bytes"] = SINGLE.stat().st_size
-    with open(SINGLE_STAMP, "w", encoding="utf-8") as handle:
+    os.replace(tmp, single)
+    stamp["bytes"] = single.stat().st_size
+    with open(single_stamp, "w", encoding="utf-8") as handle:
         json.dump(stamp, handle, indent=2, sort_keys=True)
-    print(f"wrote {SINGLE.relative_to(ROOT)}: {lines:,} lines, {stamp['bytes'] / 1e6:,.1f} MB")
+    print(f"wrote {single.relative_to(ROOT)}: {lines:,} lines, {stamp['bytes'] / 1e6:,.1f} MB")
 
 
-def input_arg(kind: str) -> str:
+def input_arg(kind: str, mix: Mix = REALISTIC) -> str:
     """The --input value (relative to the repo root) for an input kind."""
     if kind == "files":
-        return str(LANDING.relative_to(ROOT) / "*" / "*.jsonl")
-    return str(SINGLE.relative_to(ROOT))
+        return str(mix.landing.relative_to(ROOT) / "*" / "*.jsonl")
+    return str(mix.single.relative_to(ROOT))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -455,9 +495,11 @@ def _describe(side: str, run: Run, events: int) -> str:
     return text
 
 
-def benchmark(kind: str, events: int, repeats: int, python: str, threads: int) -> Result:
+def benchmark(
+    kind: str, events: int, repeats: int, python: str, threads: int, mix: Mix = REALISTIC
+) -> Result:
     """All repeats on one input, pipeline and baseline alternating (fairer under drifting load)."""
-    result = Result(kind, input_arg(kind), events)
+    result = Result(kind, input_arg(kind, mix), events, mix)
     print(f"\n== input {kind}: {result.input_arg} ({events:,} lines), {repeats} repeats")
     for repeat in range(1, repeats + 1):
         run = run_pipeline(python, kind, result.input_arg, repeat)
@@ -528,7 +570,7 @@ def notes(result: Result, extra: str) -> str:
         f"accepted: pipeline {accepted_p:,} / DuckDB {accepted_d:,}",
         f"CPU: pipeline {cpu_p:.0%}, DuckDB {cpu_d:.0%} of one core",
         f"max 1-min load before a run {load:.2f} (2 cores, shared with other work)",
-        f"--invalid-rate {INVALID_RATE} of the realistic kinds (no huge_line)",
+        result.mix.description,
     ]
     shares = [privacy_share(r) for r in pipe if r.summary.get("privacy_scan")]
     if shares:
@@ -559,7 +601,7 @@ def table(results: list[Result]) -> str:
     rows = [head, "-" * len(head)]
     for r in results:
         rows.append(
-            f"{r.input_kind:<7} {r.events:>9,} "
+            f"{r.input_label:<7} {r.events:>9,} "
             f"{statistics.median(x.wall_s for x in r.pipeline):>7.1f} {r.pipeline_rate:>10,.0f} "
             f"{r.pipeline_rss_mb:>8,.0f} "
             f"{statistics.median(x.wall_s for x in r.duckdb):>7.1f} {r.duckdb_rate:>10,.0f} "
@@ -580,7 +622,7 @@ def record(results: list[Result], extra_note: str, commit_at_start: str) -> None
     if commit != commit_at_start:
         commit = f"{commit_at_start}→{commit}"
     rows = [
-        f"| {date} | {where} | {r.events:,} | {r.input_kind} | {r.pipeline_rate:,.0f} "
+        f"| {date} | {where} | {r.events:,} | {r.input_label} | {r.pipeline_rate:,.0f} "
         f"| {r.pipeline_rss_mb:,.0f} | {r.duckdb_rate:,.0f} | {r.duckdb_rss_mb:,.0f} "
         f"| {r.ratio:.2f} | {commit} | {notes(r, extra_note)} |"
         for r in results
@@ -606,7 +648,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--events",
         type=int,
-        default=1_000_000,
+        default=None,
         help="about how many input lines to generate (default 1,000,000); the h1-2017 "
         "profile's --scale is derived from it",
     )
@@ -619,6 +661,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="files",
         help="files: the landing folder (543 daily files); single: all lines in one file "
         "(exercises byte-range splitting); both (default: files)",
+    )
+    parser.add_argument(
+        "--huge-lines",
+        action="store_true",
+        help="measure the huge-line input instead, as its own row: 0.1%% of the lines are "
+        f"huge_line (> 1 MiB each), generated under {HUGE.work.relative_to(ROOT)}/ "
+        f"(--events defaults to {HUGE_EVENTS:,} then)",
     )
     parser.add_argument(
         "--skip-generate",
@@ -635,6 +684,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--note", default="", help="free text added to the notes column of RESULTS.md"
     )
     args = parser.parse_args(argv)
+    if args.events is None:
+        args.events = HUGE_EVENTS if args.huge_lines else 1_000_000
     if args.repeats < 1 or args.events < 1000:
         parser.error("--repeats must be >= 1 and --events >= 1000")
     return args
@@ -646,27 +697,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit_at_start = git_commit()
     python = sys.executable
     kinds = ["files", "single"] if args.input_kind == "both" else [args.input_kind]
+    mix = HUGE if args.huge_lines else REALISTIC
     WORK.mkdir(parents=True, exist_ok=True)
     if args.skip_generate:
-        totals = read_totals()
+        totals = read_totals(mix)
         if totals is None:
-            raise SystemExit(f"error: --skip-generate but no {LANDING / TOTALS_FILE}")
-        if "single" in kinds and not SINGLE.is_file():
-            raise SystemExit(f"error: --skip-generate but no {SINGLE}")
+            raise SystemExit(f"error: --skip-generate but no {mix.landing / TOTALS_FILE}")
+        if "single" in kinds and not mix.single.is_file():
+            raise SystemExit(f"error: --skip-generate but no {mix.single}")
     else:
-        totals = generate(args.events, python)
+        totals = generate(args.events, python, mix)
         if "single" in kinds:
-            build_single(totals)
+            build_single(totals, mix)
     events = int(totals["lines_written"])
     print(
         f"{events:,} lines: {totals['valid_events']:,} valid, {totals['duplicate_lines']:,} "
         f"duplicates, {totals['invalid_lines']:,} invalid (generator ground truth)"
     )
-    results = [benchmark(kind, events, args.repeats, python, args.duckdb_threads) for kind in kinds]
+    results = [
+        benchmark(kind, events, args.repeats, python, args.duckdb_threads, mix) for kind in kinds
+    ]
     print()
     print(table(results))
     with open(WORK / "last-run.json", "w", encoding="utf-8") as handle:
-        json.dump([asdict(r) for r in results], handle, indent=2)
+        json.dump([asdict(r) for r in results], handle, indent=2, default=str)
     if not args.no_record:
         record(results, args.note, commit_at_start)
     return 0
