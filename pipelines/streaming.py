@@ -272,6 +272,8 @@ def _parser() -> cli.Parser:
 def plan(argv: Sequence[str]) -> StreamingPlan:
     """Check the command line and name the run; refuses a bad one (exit 2)."""
     parser = _parser()
+    # Each option in one spelling, for our parser and for Beam's PipelineOptions alike.
+    argv = parser.respelled(argv)
     known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "input_subscription", "output")
     cli.check_resource(known.input_subscription, "subscriptions", "--input_subscription")
