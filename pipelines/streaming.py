@@ -228,7 +228,7 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
             rejected[Output.STATS.value] | "RejectedStatsUnpaned" >> plain,
         )
         | "AllStats" >> beam.Flatten()
-        | "WriteStats" >> WriteStreamingStats(run, cadence)
+        | "WriteStats" >> WriteStreamingStats(run, cadence, reads_with_outcomes=settle)
     )
     window_seconds = options.window_seconds
     live = (
