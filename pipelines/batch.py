@@ -213,6 +213,8 @@ def plan(argv: Sequence[str]) -> BatchPlan:
     """Check the command line, list and fingerprint the inputs, and name the run; nothing is
     written yet. Refuses a bad command line (exit 2) and inputs that are not there."""
     parser = _parser()
+    # Each option in one spelling, for our parser and for Beam's PipelineOptions alike.
+    argv = parser.respelled(argv)
     known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "input", "output")
     cli.check_output(known.output, network=not known.dry_run)

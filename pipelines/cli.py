@@ -4,6 +4,11 @@ Without this, argparse and Beam let a mistake through: Beam ignores arguments it
 (a misspelled option, or the other paths of an unquoted glob, which the shell expanded) with a
 warning, and argparse takes `--out` for `--output` where Beam does not. Here:
 
+- Every option may be spelled with dashes or with underscores between its words
+  (`--max-event-bytes` for `--max_event_bytes`, `--out_of_order` for `--out-of-order`), Beam's
+  own options too: `respelled` writes each in the spelling `--help` shows. A pipeline respells
+  its command line once, up front (`Parser.respelled`), and gives the result both to `parse`
+  and to Beam's `PipelineOptions`, which would otherwise drop an option it cannot read.
 - `Parser` is argparse without abbreviations. `Parser.parse` refuses an unknown option (naming
   the closest known one), an abbreviation ("did you mean --output?") and a stray argument (for
   the paths of an expanded glob: "quote the glob: --input '…'"). With `beam=True`, the
@@ -30,6 +35,7 @@ import re
 import shlex
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -117,12 +123,38 @@ def _normal(option: str) -> str:
     return option.lstrip("-").replace("-", "_").lower()
 
 
+def respelled(argv: Sequence[str], known: Iterable[str]) -> list[str]:
+    """`argv` with every option written in the other spelling of a known option (`--out_of_order`
+    or `--out_of_order=0.2` for `--out-of-order`, `--max-event-bytes` for `--max_event_bytes`)
+    written as the known one. Values, unknown options and everything after `--` are left as
+    they are, and so is an option spelled as known (Beam knows `--job-server-timeout` and
+    `--job_server_timeout`)."""
+    known = list(known)
+    spelled = set(known)
+    by_underscores = {option.replace("-", "_"): option for option in known}
+    out: list[str] = []
+    for n, token in enumerate(argv):
+        if token == "--":
+            return [*out, *argv[n:]]
+        name, equals, value = token.partition("=")
+        if name.startswith("--") and name not in spelled:
+            name = by_underscores.get(name.replace("-", "_"), name)
+        out.append(name + equals + value)
+    return out
+
+
+def _abbreviates(name: str, option: str) -> bool:
+    """Whether `name` is the start of `option`, in either spelling (`--max-event`)."""
+    short, full = _normal(name), _normal(option)
+    return name.startswith("--") and len(short) < len(full) and full.startswith(short)
+
+
 def closest_options(name: str, known: Iterable[str]) -> list[str]:
     """Known options the user probably meant by `name`: those it abbreviates, else the one it
     spells with - for _ (or the other way round), else the closest by difflib."""
     known = sorted(set(known))
     if name.startswith("--") and len(name) > 2:
-        longer = [option for option in known if option.startswith(name)]
+        longer = [option for option in known if _abbreviates(name, option)]
         if longer:
             return longer[:3]
     same = [option for option in known if _normal(option) == _normal(name)]
@@ -196,7 +228,7 @@ def _leftover_message(
         if token.startswith("-") and token != "--" and not _is_number(token):
             name = token.split("=", 1)[0]
             meant = next((m for options in known if (m := closest_options(name, options))), [])
-            abbreviated = bool(meant) and meant[0].startswith(name) and name.startswith("--")
+            abbreviated = bool(meant) and _abbreviates(name, meant[0])
             message = f"unknown option {name}"
             if abbreviated:
                 message += " (options cannot be abbreviated)"
@@ -219,10 +251,37 @@ class Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         fail(message)
 
-    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
-        """Our options, plus Beam's (with beam=True: as attributes of the same namespace);
-        refuses anything else."""
+    def format_help(self) -> str:
+        """argparse's help, and a last paragraph saying that the other spelling of each option
+        is accepted too (with an example from this command's options)."""
+        text = super().format_help()
+        example = next((s for s in _option_strings(self) if re.search(r"\w[-_]\w", s)), None)
+        if example is None:
+            return text
+        dashed = "-" in example[2:]
+        other = "--" + example[2:].translate(str.maketrans("-_", "_-"))
+        note = (
+            f"Options may also be spelled with {'underscores' if dashed else 'dashes'} "
+            f"for {'dashes' if dashed else 'underscores'}: {other} for {example}"
+            + (", Apache Beam's options too." if self.beam else ".")
+        )
+        width = self._get_formatter()._width
+        return f"{text.rstrip()}\n\n{textwrap.fill(note, width)}\n"
+
+    def respelled(self, argv: Sequence[str] | None = None) -> list[str]:
+        """The command line (`sys.argv[1:]` by default) with each option in the spelling
+        `--help` shows (`respelled`), Beam's too with beam=True: what `parse` and Beam's
+        `PipelineOptions` are both to read."""
         args = list(sys.argv[1:] if argv is None else argv)
+        known = _option_strings(self)
+        if self.beam:
+            known += _option_strings(_beam_parser())
+        return respelled(args, known)
+
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Our options, plus Beam's (with beam=True: as attributes of the same namespace),
+        each in either spelling; refuses anything else."""
+        args = self.respelled(argv)
         # A missing required option is reported after an unknown one: `--output x` for
         # `--out x` is better answered "did you mean --out?" than "--out is required".
         required = [action for action in self._actions if action.required]

@@ -97,7 +97,9 @@ def _parser() -> cli.Parser:
 def plan(argv: Sequence[str]) -> CompactPlan:
     """Check the command line; refuses a bad one (exit 2). Nothing is read or written yet."""
     parser = _parser()
-    known = parser.parse(argv)
+    # Each option in one spelling, for our parser and for Beam's PipelineOptions alike.
+    argv = parser.respelled(argv)
+    known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "output")
     cli.check_output(known.output, network=True)
     try:

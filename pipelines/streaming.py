@@ -228,7 +228,7 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
             rejected[Output.STATS.value] | "RejectedStatsUnpaned" >> plain,
         )
         | "AllStats" >> beam.Flatten()
-        | "WriteStats" >> WriteStreamingStats(run, cadence)
+        | "WriteStats" >> WriteStreamingStats(run, cadence, reads_with_outcomes=settle)
     )
     window_seconds = options.window_seconds
     live = (
@@ -272,6 +272,8 @@ def _parser() -> cli.Parser:
 def plan(argv: Sequence[str]) -> StreamingPlan:
     """Check the command line and name the run; refuses a bad one (exit 2)."""
     parser = _parser()
+    # Each option in one spelling, for our parser and for Beam's PipelineOptions alike.
+    argv = parser.respelled(argv)
     known = parser.parse(argv)  # refuses unknown options and stray arguments (exit 2)
     parser.require(known, "input_subscription", "output")
     cli.check_resource(known.input_subscription, "subscriptions", "--input_subscription")

@@ -22,7 +22,6 @@ from pipelines import cli
 from schemas import layout
 from schemas.enums import AggregateKind, PaymentStatus
 from schemas.money import fils_to_decimal
-from tools.command_line import ToolParser
 from tools.generate import H1_2017_DAYS, H1_2017_START, PUBLISHED_H1_2017
 
 H1_2017_END = date.fromordinal(H1_2017_START.toordinal() + H1_2017_DAYS - 1)
@@ -100,7 +99,7 @@ def compare(output_root: str) -> list[tuple[str, int, int, Decimal, Decimal, flo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ToolParser(
+    parser = cli.Parser(
         prog="python -m tools.calibration",
         description=__doc__.split("\n\n")[0],
         epilog=cli.exit_statuses(

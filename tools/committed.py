@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from pipelines import cli
 from schemas import layout
-from tools.command_line import ToolParser
 from transforms.storage.committed import DATASETS, committed_files, committed_runs
 from transforms.storage.files import list_tree
 
@@ -53,7 +52,7 @@ def stop_writing_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ToolParser(
+    parser = cli.Parser(
         prog="python -m tools.committed",
         description="Print the data files of committed runs (a run killed while publishing "
         "leaves files no manifest lists; they are left out).",

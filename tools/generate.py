@@ -30,7 +30,6 @@ from pipelines import cli
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.enums import Channel, PaymentStatus
 from tools import _generate_invalid as defects
-from tools.command_line import ToolParser
 
 Event = dict[str, Any]
 TOTALS_FILE = "_generator_totals.json"  # not *.jsonl, so input globs never pick it up
@@ -622,7 +621,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def _parse_args(argv: list[str] | None) -> tuple[GeneratorConfig, str]:
-    parser = ToolParser(
+    parser = cli.Parser(
         prog="python -m tools.generate",
         description="Write seeded raw payment events as <out>/<YYYY-MM-DD>/<channel>.jsonl, one "
         "file per channel per Bahrain day, plus <out>/_generator_totals.json (ground truth). "

@@ -31,7 +31,6 @@ import orjson
 
 from pipelines import cli
 from schemas.timekeeping import BAHRAIN
-from tools.command_line import ToolParser
 from tools.generate import GeneratorConfig, generate
 
 # How many later events an out-of-order event may be published after.
@@ -168,8 +167,8 @@ def ensure_topic_and_subscription(
         subscriber.create_subscription(name=subscription, topic=topic)
 
 
-def build_parser() -> ToolParser:
-    parser = ToolParser(
+def build_parser() -> cli.Parser:
+    parser = cli.Parser(
         prog="python -m tools.replay",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -33,3 +33,15 @@ def test_no_step_of_the_streaming_job_defers_acknowledgements(streaming_job: Any
 def test_a_dataflow_plan_defers_no_acknowledgements() -> None:
     argv = [*DATAFLOW_FLAGS, f"--input_subscription={SUBSCRIPTION}", f"--output={LAKE}"]
     assert not streaming.plan(argv).deferred_acks
+
+
+def test_the_dataflow_stats_line_says_its_rows_are_counted_when_their_files_commit(
+    streaming_job: Any,
+) -> None:
+    """Its reads are counted when pulled and its rows a pane later: its line says so."""
+    flags = []
+    for code in user_code(streaming_job):
+        if b"write_stats_pane" in code:
+            _, args, *_ = pickle.loads(code)
+            flags.append(args[-1])
+    assert flags == [False]  # reads_with_outcomes

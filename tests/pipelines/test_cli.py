@@ -148,7 +148,7 @@ def cases(p: Paths) -> dict[str, list[str]]:
     beam = ("--runner", "FnApiRunner", "--direct_num_workers=1")
     commands = {
         "unquoted_glob": module("batch", "--input", *expanded, "--output", p.out),
-        "misspelled": module("batch", *good, "--max-event-bytes", "100"),
+        "misspelled": module("batch", *good, "--max-evnt-bytes", "100"),
         "abbreviated": module("batch", "--input", one, "--out", p.out),
         "unknown": module("batch", *good, "--frobnicate"),
         "misspelled_beam": module("batch", *good, "--runer", "FnApiRunner"),
@@ -167,7 +167,7 @@ def cases(p: Paths) -> dict[str, list[str]]:
         "empty_input": module("batch", "--input", "", "--output", p.out),
         "streaming_stray": module("streaming", *stream, "extra"),
         "streaming_misspelled": module(
-            "streaming", "--input-subscription", SUBSCRIPTION, "--output", p.out
+            "streaming", "--input-subscripton", SUBSCRIPTION, "--output", p.out
         ),
         "streaming_batch_option": module("streaming", "--input", SUBSCRIPTION, "--output", p.out),
         "streaming_topic": module(
@@ -233,7 +233,7 @@ def test_an_unquoted_glob_is_refused_with_the_glob_to_quote(
 
 
 def test_a_misspelled_option_is_refused_naming_the_right_one(refused: dict[str, Ran]) -> None:
-    assert_refused(refused["misspelled"], "unknown option --max-event-bytes", "--max_event_bytes?")
+    assert_refused(refused["misspelled"], "unknown option --max-evnt-bytes", "--max_event_bytes?")
 
 
 def test_an_abbreviated_option_is_refused_naming_the_full_one(refused: dict[str, Ran]) -> None:

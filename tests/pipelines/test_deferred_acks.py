@@ -5,18 +5,24 @@ acknowledges it once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import apache_beam as beam
 import pyarrow as pa
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import PipelineVisitor
 
-from pipelines import direct_pubsub
+from pipelines import direct_pubsub, streaming
 from pipelines.direct_pubsub import DeferredAcks, _LargerPulls
+from schemas.run import STREAMING, Run
+from tests.samples import TEST_KEY
 from transforms.core import stats as st
 from transforms.dedup.table import Deduplicated
 from transforms.streaming import acks
 from transforms.streaming.dedup import settled_duplicates
-from transforms.streaming.sinks import repeated_messages
+from transforms.streaming.sinks import WriteStreamingStats, repeated_messages
 
 
 @dataclass
@@ -175,3 +181,22 @@ def test_a_duplicate_is_settled_unless_it_is_its_first_deliverys_own_message() -
 def test_a_message_repeated_in_a_rejected_pane_is_rejected_once() -> None:
     table = pa.table({"source_message_id": ["m1", "m2", "m1", None, None]})
     assert repeated_messages(table).to_pylist() == [False, False, True, False, False]
+
+
+def test_with_deferred_acks_the_stats_line_is_the_balanced_one(tmp_path: Path) -> None:
+    """Each read is counted with its outcome: the stats writer logs `processed:`."""
+    options = PipelineOptions(
+        ["--streaming", "--input_subscription", "projects/payments-demo/subscriptions/payments"]
+    )
+    planned = streaming.StreamingPlan(Run.start(STREAMING, str(tmp_path)), options, TEST_KEY, True)
+    pipeline = beam.Pipeline(options=options)
+    streaming.build(pipeline, planned)
+    found: list[WriteStreamingStats] = []
+
+    class Stats(PipelineVisitor):  # type: ignore[misc]
+        def enter_composite_transform(self, node: Any) -> None:
+            if isinstance(node.transform, WriteStreamingStats):
+                found.append(node.transform)
+
+    pipeline.visit(Stats())
+    assert [w._reads_with_outcomes for w in found] == [True]

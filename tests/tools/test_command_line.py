@@ -1,4 +1,5 @@
-"""The tools' option names: dashes in --help, underscores (the pipelines' spelling) accepted."""
+"""The tools' option names: dashes in --help, underscores (the pipelines' spelling) accepted
+(the one rule is `pipelines.cli.respelled`, used by every command's `cli.Parser`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import cli
+from pipelines.cli import respelled
 from tools import generate, replay
-from tools.command_line import ToolParser, respelled
 
 KNOWN = ["--out-of-order", "--work-dir", "--seed"]
 
 
-def _parser() -> ToolParser:
-    parser = ToolParser(prog="tool")
+def _parser() -> cli.Parser:
+    parser = cli.Parser(prog="tool")
     parser.add_argument("--out-of-order", type=float, default=0.1)
     parser.add_argument("--work-dir")
     return parser

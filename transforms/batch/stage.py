@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from typing import Any
@@ -58,6 +59,10 @@ from transforms.storage.partitions import (
 )
 
 log = logging.getLogger(__name__)
+# A staging progress line a worker logs every so many partitions, or sooner once this many
+# seconds have passed since its last one: a big run's partitions take tens of seconds.
+_PROGRESS_PARTITIONS = 100
+_PROGRESS_SECONDS = 10.0
 
 
 def _by_channel(element: tuple[tuple[str, str], str]) -> tuple[str, str]:
@@ -127,9 +132,28 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, settings: WriteSettings) -> None:
         self._settings = settings
         self._unscanned: list[StagedFile] = []
+        self._partitions = self._rows = 0
+        self._last_line = 0.0
+
+    def setup(self) -> None:
+        self._last_line = time.monotonic()
 
     def start_bundle(self) -> None:
         self._unscanned = []
+
+    def _progress(self, rows: int) -> None:
+        """Count a staged partition; log this worker's totals at the progress cadence."""
+        self._partitions += 1
+        self._rows += rows
+        now = time.monotonic()
+        if self._partitions % _PROGRESS_PARTITIONS and now - self._last_line < _PROGRESS_SECONDS:
+            return
+        self._last_line = now
+        log.info(
+            "staged %s partitions (%s payment rows) in this worker",
+            f"{self._partitions:,}",
+            f"{self._rows:,}",
+        )
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         """The bundle's staged files, read back and scanned together (`partitions.scanned`)."""
@@ -163,6 +187,7 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
             result.stats.update(counts)
         accepted = written.stats.get(st.accepted_key(channel), 0)
         beam.metrics.Metrics.counter("write", "accepted").inc(accepted)
+        self._progress(accepted)
         beam.metrics.Metrics.counter("dedup", "duplicates").inc(
             st.total_of(result.stats, st.DUPLICATES)
         )

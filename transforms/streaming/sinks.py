@@ -431,19 +431,34 @@ class WriteStreamingStats(_OneFilePerPane):
     the pane's quality gates.
 
     Summed over the files, read = accepted + rejected + duplicates for everything processed.
-    The gates' thresholds are the pipeline's --gate_* options unless given.
+    The gates' thresholds are the pipeline's --gate_* options unless given. With
+    `reads_with_outcomes` (deferred acks: each read is counted with its outcome, by the step
+    that commits it) every pane balances and its line says `processed:`; without (Dataflow),
+    a read is counted when pulled and its row when its file is committed, often a pane later,
+    and the line says so (`progress_line`).
     """
 
-    def __init__(self, run: Run, every_seconds: int, gates: GateThresholds | None = None) -> None:
+    def __init__(
+        self,
+        run: Run,
+        every_seconds: int,
+        gates: GateThresholds | None = None,
+        reads_with_outcomes: bool = False,
+    ) -> None:
         super().__init__(run, every_seconds)
         self._gates = gates
+        self._reads_with_outcomes = reads_with_outcomes
 
     def thresholds(self, pipeline: beam.Pipeline) -> GateThresholds:
         return self._gates or GateThresholds.from_options(pipeline.options)
 
     def expand(self, stats: beam.PCollection) -> beam.PCollection:
         return self._panes(stats, "Stats") | "WriteStatsFile" >> beam.FlatMap(
-            write_stats_pane, self._root, self._run_id, self.thresholds(stats.pipeline)
+            write_stats_pane,
+            self._root,
+            self._run_id,
+            self.thresholds(stats.pipeline),
+            self._reads_with_outcomes,
         )
 
 
@@ -469,6 +484,7 @@ def write_stats_pane(
     root: str,
     run_id: str,
     gates: GateThresholds = GateThresholds(),  # noqa: B008 - frozen, so safe to share
+    reads_with_outcomes: bool = False,
 ) -> Iterator[str]:
     """One pane of partial stats -> one stats file (its path), a progress line, and the
     pane's quality gates, each counted in the file as `gate:<channel>:<level>` (summed over
@@ -489,12 +505,30 @@ def write_stats_pane(
         merged[st.gate_key(gate.channel, gate.level.value)] = 1
     commit_stats(merged, root, run_id, path)
     acks.settle(settled)
-    totals = st.totals_by_kind(merged)
-    log.info(
-        "processed: read %d, accepted %d, rejected %d, duplicates %d",
-        *(totals.get(kind, 0) for kind in (st.READ, st.ACCEPTED, st.REJECTED, st.DUPLICATES)),
-    )
+    log.info("%s", progress_line(merged, reads_with_outcomes))
     yield path
+
+
+def progress_line(stats: dict[str, int], reads_with_outcomes: bool) -> str:
+    """What one stats pane counted, in words that say what the figures cover. With each read
+    counted with its outcome (deferred acks) the pane balances. Without (Dataflow), a read is
+    counted when its message is pulled and its row when the row's file is committed, a pane
+    later or more: a line that reads 439 and accepts 0 is rows in flight, not lost, and the
+    run's totals balance."""
+    totals = st.totals_by_kind(stats)
+    read, accepted, rejected, duplicates = (
+        totals.get(kind, 0) for kind in (st.READ, st.ACCEPTED, st.REJECTED, st.DUPLICATES)
+    )
+    if reads_with_outcomes:
+        return (
+            f"processed: read {read}, accepted {accepted}, rejected {rejected}, "
+            f"duplicates {duplicates}"
+        )
+    return (
+        f"since the last stats line: read {read}; in the files committed: accepted {accepted}, "
+        f"rejected {rejected}; duplicates {duplicates} (a row is counted when its file is "
+        "committed, often a line after its read: the run's totals balance, one line need not)"
+    )
 
 
 def watermark_lag_seconds(panes: Iterable[Any], now_seconds: float) -> float | None:
