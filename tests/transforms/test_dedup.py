@@ -348,21 +348,6 @@ def test_dropping_losers_keeps_every_other_row() -> None:
     assert result.conflicts.num_rows == 0
 
 
-def test_moved_event_ids_finds_an_event_delivered_into_two_days() -> None:
-    from transforms.dedup.table import event_days, moved_event_ids
-
-    table = _table((KIOSK_BEFORE_MIDNIGHT, "a", 1), (KIOSK_AFTER_MIDNIGHT, "b", 1), (KIOSK, "c", 1))
-    pairs = pa.concat_tables([event_days(table.slice(i, 1)) for i in range(table.num_rows)])
-    assert moved_event_ids(pairs).to_pylist() == ["kiosk:KSK-017:7"]
-
-
-def test_moved_event_ids_ignores_redeliveries_on_the_same_day() -> None:
-    from transforms.dedup.table import event_days, moved_event_ids
-
-    table = _table((KIOSK, "a", 1), (KIOSK, "b", 1))
-    assert moved_event_ids(event_days(table)).to_pylist() == []
-
-
 def _pulled(*payloads: bytes, first_message: int = 1) -> pa.Table:
     """Accepted rows of raw events pulled from Pub/Sub, one message each."""
     ids = [str(n) for n in range(first_message, first_message + len(payloads))]

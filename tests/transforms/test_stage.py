@@ -7,11 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from schemas import layout
 from schemas.catalogue import load_catalogue
 from tests.samples import PORTAL_EVENT, TEST_KEY, run_of
+from transforms.batch import stage
 from transforms.batch.stage import (
     SpillFragmentFn,
     StagePartitionFn,
@@ -24,6 +27,7 @@ from transforms.core.normalise import Normaliser
 from transforms.core.privacy import Pseudonymiser
 from transforms.core.rawblock import RawBlock
 from transforms.dedup.table import loser_schema
+from transforms.storage import partitions
 from transforms.storage.partitions import StagedFile, WriteSettings
 
 RUN = "20261202T020000Z-abc123"
@@ -38,7 +42,8 @@ def _settings(root: Path, run_id: str = RUN, key: str = "00000000000000aa") -> W
 
 
 def _rows(*payloads: bytes) -> ArrowBlock:
-    result = process_block(RawBlock("landing/portal.jsonl", list(payloads), [1]), CTX)
+    lines = list(range(1, len(payloads) + 1))
+    result = process_block(RawBlock("landing/portal.jsonl", list(payloads), lines), CTX)
     return ArrowBlock.of(result.accepted)
 
 
@@ -95,6 +100,41 @@ def test_an_event_an_earlier_run_stored_on_another_day_loses(tmp_path: Path) -> 
     losers = dict(_losers_by_partition(("portal", paths), later))
     [detail] = losers[("portal", "2017-07-01")].table()["conflict_detail"].to_pylist()
     assert detail == f"already written to the partition of {DAY} by an earlier run"
+
+
+def _losers(paths: list[str], settings: WriteSettings) -> dict[tuple[str, str], list[Any]]:
+    return {
+        key: block.table().to_pylist()
+        for key, block in _losers_by_partition(("portal", paths), settings)
+    }
+
+
+def test_ids_that_share_a_fingerprint_give_the_same_losers_as_ids_that_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every id of the run and of the stored lake under one fingerprint: each is then a
+    # candidate, and only the comparison of the ids themselves decides.
+    first = _settings(tmp_path)
+    [staged] = _stage(first, DAY, [_spill(first, DAY, PORTAL_EVENT)])["staged"]
+    Path(staged.final).parent.mkdir(parents=True)
+    Path(staged.staged).rename(staged.final)
+    later = _settings(tmp_path, LATER, "00000000000000bb")
+    other = PORTAL_EVENT.replace(b"PTL-2017-", b"PTL-2017-9")
+    other_next_day = other.replace(b"2017-06-30T21:15:03", b"2017-07-01T09:00:00")
+    paths = [
+        _spill(later, "2017-07-01", NEXT_DAY, other_next_day),
+        _spill(later, DAY, other),
+    ]
+    expected = _losers(paths, later)
+    # One loses to the stored row, one to this run's row of the day before.
+    assert len(expected[("portal", "2017-07-01")]) == 2
+
+    def colliding(values: Any) -> np.ndarray:
+        return np.zeros(len(values), np.uint64)
+
+    monkeypatch.setattr(stage, "fingerprints", colliding)
+    monkeypatch.setattr(partitions, "fingerprints", colliding)
+    assert _losers(paths, later) == expected
 
 
 def test_a_loser_is_rejected_as_a_conflict_where_it_was_staged(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from datetime import date
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
@@ -33,16 +33,15 @@ from transforms.core import stats as st
 from transforms.core.aggregate import merge_month, month_schema
 from transforms.core.columnar import ArrowBlock, concat_blocks, decode_ipc
 from transforms.core.outputs import Output
+from transforms.dedup.fingerprints import distinct_and_moved, fingerprints, in_sorted
 from transforms.dedup.table import (
     INDEX_COLUMNS,
     cross_partition_losers,
     deduplicate,
     drop_losers,
-    event_days,
     index_schema,
     loser_schema,
     merge_results,
-    moved_event_ids,
     rejected_conflicts,
     split_by_partition,
     stored_elsewhere_losers,
@@ -79,25 +78,30 @@ def _losers_by_partition(
     delivered into two days), or stored by an earlier run (`stored_days`)."""
     channel, paths = element
     unique = sorted(set(paths))
-    # Two passes over the channel's fragments, one file at a time: the (event_id, day) pairs
-    # of every row, then the content of the rare events found in more than one partition.
-    pairs = [event_days(index_schema().empty_table())]
-    pairs += [event_days(decode_ipc(read_bytes(p), ["event_id", "event_date"])) for p in unique]
-    days = pa.concat_tables(pairs)
-    del pairs
-    moved = moved_event_ids(days)
-    ids = pc.unique(days["event_id"].combine_chunks())
-    stored = stored_days(settings.root, channel, ids, settings.is_own)
-    del days, ids
-    wanted = pc.unique(pa.chunked_array([moved, stored["event_id"]], pa.string()).combine_chunks())
+    # Two passes over the channel's fragments, one file at a time: the fingerprint and day of
+    # every row (12 bytes a row, `transforms.dedup.fingerprints`), then the rows of the rare
+    # events that fingerprints say may be in more than one partition, compared by their ids.
+    prints, days = [], []
+    for path in unique:
+        rows = decode_ipc(read_bytes(path), ["event_id", "event_date"])
+        prints.append(fingerprints(rows["event_id"]))
+        days.append(rows["event_date"].combine_chunks().cast(pa.int32()).to_numpy())
+    distinct, moved = distinct_and_moved(
+        np.concatenate([np.empty(0, np.uint64), *prints]),
+        np.concatenate([np.empty(0, np.int32), *days]),
+    )
+    del prints, days
+    stored = stored_days(settings.root, channel, distinct, settings.is_own)
+    del distinct
+    wanted = np.union1d(moved, fingerprints(stored["event_id"]))
     if len(wanted) == 0:
         return
     index = [index_schema().empty_table()]
     for path in unique:
         rows = decode_ipc(read_bytes(path), INDEX_COLUMNS)
-        index.append(rows.filter(pc.is_in(rows["event_id"], value_set=wanted)))
+        index.append(rows.filter(in_sorted(fingerprints(rows["event_id"]), wanted)))
     candidates = pa.concat_tables(index)
-    in_run = candidates.filter(pc.is_in(candidates["event_id"], value_set=moved))
+    in_run = candidates.filter(in_sorted(fingerprints(candidates["event_id"]), moved))
     losers = pa.concat_tables(
         [cross_partition_losers(in_run), stored_elsewhere_losers(candidates, stored)]
     )

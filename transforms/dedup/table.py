@@ -120,25 +120,6 @@ def _detail(columns: list[str], winner_origin: tuple[object, ...]) -> str:
     return f"differs in {', '.join(columns)} from the row kept ({where})"
 
 
-def event_days(rows: pa.Table) -> pa.Table:
-    """Distinct (event_id, event_date) pairs of some rows: all the index needs to find events
-    delivered into more than one day's partition (a fresh, compact copy)."""
-    return (
-        rows.select(["event_id", "event_date"])
-        .group_by(["event_id", "event_date"], use_threads=False)
-        .aggregate([])
-    )
-
-
-def moved_event_ids(days: pa.Table) -> pa.Array:
-    """Ids that appear with more than one event_date among `event_days` pairs (one channel)."""
-    counts = days.group_by("event_id", use_threads=False).aggregate(
-        [("event_date", "count_distinct")]
-    )
-    moved = pc.greater(counts["event_date_count_distinct"], 1)
-    return counts["event_id"].filter(moved).combine_chunks()
-
-
 def cross_partition_losers(index: pa.Table) -> pa.Table:
     """Index rows (INDEX_COLUMNS) whose event_id was first seen, in input order, in another
     partition, with `conflict_detail` (null for an exact redelivery)."""

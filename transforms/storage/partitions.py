@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
@@ -24,6 +24,7 @@ from schemas.run import Run
 from transforms.core import stats as st
 from transforms.core.aggregate import AGGREGATE_INPUT_COLUMNS, KINDS, fils_of, keyed, sums
 from transforms.core.scanner import FileScan
+from transforms.dedup.fingerprints import fingerprints, in_sorted
 from transforms.dedup.table import CONTENT_COLUMNS, Deduplicated, against_existing
 from transforms.storage.committed import current_payment_files
 from transforms.storage.files import list_files, list_tree, read_parquet, write_parquet
@@ -76,21 +77,26 @@ class StagedFile:
 
 
 def stored_days(
-    root: str, channel: str, ids: pa.Array, is_own: Callable[[str], bool], threads: int = 8
+    root: str,
+    channel: str,
+    prints: np.ndarray,
+    is_own: Callable[[str], bool],
+    threads: int = 8,
 ) -> pa.Table:
-    """(event_id, event_date) of the stored payment rows of `channel` whose id is in `ids`,
-    from every partition's files but those `is_own` claims (given a file name): the index of
-    every event_id already written, read one file's event_id column at a time, so that memory
-    holds `ids` and one file, never the whole history (measured in the notes of issue #9)."""
+    """(event_id, event_date) of the stored payment rows of `channel` whose id's fingerprint
+    is in `prints` (sorted, `transforms.dedup.fingerprints`: the caller compares the ids
+    themselves), from every partition's files but those `is_own` claims (given a file name):
+    read one file's event_id column at a time, so that memory holds the fingerprints and one
+    file, never the whole history (measured in the notes of issues #9 and #11)."""
     listed = current_payment_files(root, list_tree(layout.channel_dir(root, channel)))
     paths = [p for p in listed if not is_own(posixpath.basename(p))]
 
     def matches(path: str) -> pa.Table | None:
-        stored = read_parquet(path, ["event_id"])["event_id"]
-        hit = pc.is_in(stored, value_set=ids)
-        if not pc.any(hit).as_py():
+        stored = read_parquet(path, ["event_id"])["event_id"].combine_chunks()
+        hit = in_sorted(fingerprints(stored), prints)
+        if not hit.any():
             return None
-        found = stored.filter(hit).combine_chunks()
+        found = stored.filter(pa.array(hit))
         days = pa.array([layout.event_date_of(path)] * len(found), pa.date32())
         return pa.table({"event_id": found, "event_date": days})
 
