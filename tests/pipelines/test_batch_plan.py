@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,17 @@ from tests.samples import PORTAL_EVENT
 
 # The plan resolves the pseudonymisation key source: the tests' key in the environment.
 pytestmark = pytest.mark.usefixtures("key_env")
+
+
+@pytest.fixture(autouse=True)
+def _malloc_setting_restored() -> Iterator[None]:
+    """A plan with worker processes sets MALLOC_ARENA_MAX in this process for its workers."""
+    before = os.environ.get("MALLOC_ARENA_MAX")
+    yield
+    if before is None:
+        os.environ.pop("MALLOC_ARENA_MAX", None)
+    else:
+        os.environ["MALLOC_ARENA_MAX"] = before
 
 
 @pytest.fixture
@@ -59,3 +72,29 @@ def test_a_relative_output_and_input_are_named_absolutely(
     plan = batch.plan(["--input", "in/portal.jsonl", "--output", "out"])
     assert plan.run.output_root == str(small.parent.parent / "out")
     assert plan.run.inputs == ((str(small), small.stat().st_size),)
+
+
+def test_worker_processes_get_two_malloc_arenas(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    argv = ["--input", str(small), "--output", str(tmp_path / "out"), "--direct_num_workers", "2"]
+    batch.plan(argv)
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"
+
+
+def test_an_operators_malloc_arena_setting_is_kept(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    argv = ["--input", str(small), "--output", str(tmp_path / "out"), "--direct_num_workers", "2"]
+    batch.plan(argv)
+    assert os.environ["MALLOC_ARENA_MAX"] == "8"
+
+
+def test_a_run_in_this_process_leaves_malloc_as_it_is(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    batch.plan(["--input", str(small), "--output", str(tmp_path / "out")])
+    assert "MALLOC_ARENA_MAX" not in os.environ
