@@ -199,7 +199,14 @@ def test_ctrl_c_stops_the_pipeline_with_one_line_and_no_empty_staging_folder(
         assert process.poll() is None, log.read_text()[-3000:]
         time.sleep(1)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
-    assert process.wait(timeout=30) == 130
+    try:
+        # Under a loaded CI machine the stop has once taken longer than 30 s (2026-12-02).
+        status = process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        tail = log.read_text()[-3000:]
+        raise AssertionError(f"no exit 90 s after Ctrl-C; log:\n{tail}") from None
+    assert status == 130, log.read_text()[-3000:]
     text = log.read_text()
     assert "Traceback" not in text
     assert len([line for line in text.splitlines() if "stopped (Ctrl-C)" in line]) == 1
