@@ -10,6 +10,7 @@ then move into place) has one implementation, whatever the store.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import posixpath
 import zlib
@@ -55,6 +56,32 @@ def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
         return gcs.list_files(directory, pattern)
     result = FileSystems.match([join(directory, pattern)])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+# (bytes, version): a file rewritten under the same name gets a new version (on GCS its
+# generation, locally its modification time in nanoseconds).
+FileVersion = tuple[int, int]
+
+
+def list_versions(directory: str, pattern: str = "*.parquet") -> dict[str, FileVersion]:
+    """{path: (bytes, version)} of the files directly in a directory matching a glob (empty if
+    it does not exist): what a reader keeps a file's content by, to read it again only once
+    it changed."""
+    if gcs.is_gcs(directory):
+        return gcs.list_versions(directory, pattern)
+    found: dict[str, FileVersion] = {}
+    try:
+        entries = os.scandir(directory)
+    except FileNotFoundError:
+        return found
+    with entries:
+        for entry in entries:
+            if fnmatch.fnmatchcase(entry.name, pattern):
+                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                    if entry.is_file():
+                        status = entry.stat()
+                        found[join(directory, entry.name)] = (status.st_size, status.st_mtime_ns)
+    return dict(sorted(found.items()))
 
 
 def list_tree(directory: str, pattern: str = "*.parquet") -> list[str]:
