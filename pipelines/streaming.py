@@ -50,7 +50,7 @@ from transforms.streaming.live import (
     LiveAggregates,
     live_partials,
 )
-from transforms.streaming.rolling import DEFAULT_ROLL_FILE_MB, DEFAULT_ROLL_SECONDS, Rolling
+from transforms.streaming.rolling import DEFAULT_ROLL_ROWS, DEFAULT_ROLL_SECONDS, Rolling
 from transforms.streaming.sinks import (
     WriteLiveAggregates,
     WriteStreamingPayments,
@@ -90,10 +90,11 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             "%(default)s)",
         )
         parser.add_argument(
-            "--roll_file_mb",
+            "--roll_rows",
             type=int,
-            default=DEFAULT_ROLL_FILE_MB,
-            help="... or until the open file is this big, in MB (default %(default)s)",
+            default=DEFAULT_ROLL_ROWS,
+            help="... or until the open file holds this many rows, which bounds what a pane "
+            "rewrites at high rates (default %(default)s)",
         )
         parser.add_argument(
             "--window_seconds",
@@ -217,7 +218,7 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
         )
     )
     first = deduped[Output.FIRST.value]
-    rolling = Rolling.of(options.roll_seconds, options.roll_file_mb)
+    rolling = Rolling.of(options.roll_seconds, options.roll_rows)
     written = first | "WritePayments" >> WriteStreamingPayments(run, cadence, settle, rolling)
     # What the writers emit after a processing-time pane goes back to the plain global window,
     # so every input of a Flatten has the same windowing (Dataflow insists on it).
@@ -300,9 +301,9 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
     streaming = options.view_as(StreamingOptions)
     try:
-        Rolling.of(streaming.roll_seconds, streaming.roll_file_mb)
+        Rolling.of(streaming.roll_seconds, streaming.roll_rows)
     except ValueError as error:
-        parser.error(f"--roll_seconds/--roll_file_mb: {error}")
+        parser.error(f"--roll_seconds/--roll_rows: {error}")
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
         if streaming.id_attribute:
             parser.error("--id_attribute works on Dataflow only; Beam's local runner refuses it")

@@ -86,8 +86,8 @@ def test_a_file_as_old_as_the_roll_age_takes_no_more_panes(tmp_path: Path) -> No
     assert [len(pq.read_table(p)) for p in _files(tmp_path)] == [2, 1]
 
 
-def test_a_file_as_big_as_the_roll_size_takes_no_more_panes(tmp_path: Path) -> None:
-    writer = _Writer(tmp_path, Rolling(file_bytes=1))
+def test_a_file_holding_the_roll_rows_takes_no_more_panes(tmp_path: Path) -> None:
+    writer = _Writer(tmp_path, Rolling(rows=1))
     writer.pane(1, at=0)
     writer.pane(2, at=60)
     assert len(_files(tmp_path)) == 2
@@ -128,7 +128,7 @@ def test_without_deferred_acks_a_retried_pane_counts_the_rows_it_committed(
 
 
 def test_a_restarted_run_reads_each_file_of_the_earlier_run_once(tmp_path: Path) -> None:
-    first = _Writer(tmp_path, Rolling(file_bytes=1))  # a file per pane, like the old writer
+    first = _Writer(tmp_path, Rolling(rows=1))  # a file per pane, like the old writer
     for n in range(6):
         first.pane(n, at=60 * n)
     reads = COMMITTED_IDS.reads

@@ -50,6 +50,13 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(handle, columns=columns)
 
 
+def parquet_rows(path: str) -> int:
+    """The number of rows of a Parquet file, from its footer alone."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        rows: int = pq.ParquetFile(handle).metadata.num_rows
+    return rows
+
+
 def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
     """Paths of files directly in a directory matching a glob (empty if it does not exist)."""
     if gcs.is_gcs(directory):

@@ -6,12 +6,14 @@ restart every pane read every one of them twice. Here:
 
 - **Rolling.** A run keeps one open file per partition: each pane rewrites it with the
   pane's rows added (staged whole, renamed over it: a reader sees the old version or the new
-  one, both whole), until it is `Rolling.seconds` old (an hour) or `Rolling.file_bytes` big;
+  one, both whole), until it is `Rolling.seconds` old (an hour) or holds `Rolling.rows` rows;
   then the next pane opens a new one. A partition gets at most ~24 files a day from a run
-  (one more per restart), at the cost of re-reading and re-writing one small file a pane.
+  (one more per restart), at the cost of re-reading and re-writing one small file a pane. The
+  row bound is what bounds that cost at high rates (a rewrite costs per row, ~2.5 ms per
+  thousand here; measured in benchmarks/RESULTS.md): compressed size says little of it.
   Whether a file is still open is told from its name (the second it was opened,
-  `schemas.layout.rolled_part_name`) and its size in the listing, so nothing but the files
-  holds this state: a restarted or moved writer simply opens a new one.
+  `schemas.layout.rolled_part_name`) and its row count (the Parquet footer), so nothing but
+  the files holds this state: a restarted or moved writer simply opens a new one.
 - **Compaction.** Only a file that still counts (`current_payment_files`) and has not changed
   since the pane read it is rewritten, under the writer lease that compaction also holds for
   its whole run: a file a compaction removed is never written again under its old name
@@ -41,6 +43,7 @@ from transforms.storage.committed import current_payment_files
 from transforms.storage.files import (
     FileVersion,
     list_versions,
+    parquet_rows,
     read_parquet,
     replace,
     write_parquet,
@@ -48,7 +51,7 @@ from transforms.storage.files import (
 )
 
 DEFAULT_ROLL_SECONDS = 3600
-DEFAULT_ROLL_FILE_MB = 8
+DEFAULT_ROLL_ROWS = 50_000
 # The event ids kept of other writers' files, per process: ~50 bytes an id, so a million ids.
 DEFAULT_ID_CACHE_BYTES = 64 * 2**20
 DEDUP_COLUMNS = ["event_id", *CONTENT_COLUMNS]
@@ -56,16 +59,17 @@ DEDUP_COLUMNS = ["event_id", *CONTENT_COLUMNS]
 
 @dataclass(frozen=True)
 class Rolling:
-    """When a run's open file of a partition stops taking panes: at this age or size."""
+    """When a run's open file of a partition stops taking panes: at this age (seconds) or
+    once it holds this many rows."""
 
     seconds: int = DEFAULT_ROLL_SECONDS
-    file_bytes: int = DEFAULT_ROLL_FILE_MB * 2**20
+    rows: int = DEFAULT_ROLL_ROWS
 
     @classmethod
-    def of(cls, seconds: int, file_mb: int) -> Rolling:
-        if seconds < 1 or file_mb < 1:
-            raise ValueError("a roll needs at least 1 second and 1 MB")
-        return cls(seconds, file_mb * 2**20)
+    def of(cls, seconds: int, rows: int) -> Rolling:
+        if seconds < 1 or rows < 1:
+            raise ValueError("a roll needs at least 1 second and 1 row")
+        return cls(seconds, rows)
 
 
 class CommittedIds:
@@ -144,15 +148,17 @@ class PartitionFiles:
         return pa.concat_tables([empty, *tables], promote_options="permissive")
 
     def open_file(self, rolling: Rolling, now: float) -> str | None:
-        """This run's newest file here that still takes rows (younger and smaller than
-        `rolling` says), if any."""
+        """This run's newest file here if it still takes rows (younger than `rolling` says,
+        and fewer rows)."""
         open_ones = []
-        for path, (size, _) in self.versions.items():
+        for path in self.versions:
             opened = layout.rolled_opened_at(posixpath.basename(path))
-            young = opened is not None and 0 <= now - opened < rolling.seconds
-            if young and self.is_own(path) and size < rolling.file_bytes:
+            if opened is not None and 0 <= now - opened < rolling.seconds and self.is_own(path):
                 open_ones.append((opened, path))
-        return max(open_ones)[1] if open_ones else None
+        if not open_ones:
+            return None
+        newest = max(open_ones)[1]
+        return newest if parquet_rows(newest) < rolling.rows else None
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,7 @@ def _commit_settled(
 class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
     """((channel, day), ArrowBlocks of one pane) -> the pane's rows added to the run's open
     file of that partition (`transforms.streaming.rolling`: a new file once it is an hour old
-    or `rolling.file_bytes` big, so ~24 files a partition a day).
+    or holds `rolling.rows` rows, so ~24 files a partition a day).
 
     Rows another run already committed to the partition (a restarted pipeline, a resent event,
     the nightly batch) are left out here, counted as duplicates in output or rejected as
