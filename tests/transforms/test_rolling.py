@@ -39,8 +39,15 @@ def _payment(n: int) -> bytes:
 class _Writer:
     """One streaming run's pane writer on a clock the test moves."""
 
-    def __init__(self, root: Path, rolls: Rolling = DEFAULT, settle: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        rolls: Rolling = DEFAULT,
+        settle: bool = False,
+        partition: tuple[str, str] = PARTITION,
+    ) -> None:
         self.now = T0
+        self.partition = partition
         self.run_id = new_run_id(datetime.now(timezone.utc))
         self.fn = WritePartitionPaneFn(
             run_of(self.run_id, str(root)), settle, rolls, clock=lambda: self.now
@@ -53,17 +60,17 @@ class _Writer:
         ids = [f"m{n}" for n in numbers]
         block = process_block(RawBlock("sub", payloads, message_ids=ids), CTX).accepted
         outputs: dict[str, list[Any]] = {"written": [], "rejected": [], "stats": []}
-        for out in self.fn.process((PARTITION, [ArrowBlock.of(block)])):
+        for out in self.fn.process((self.partition, [ArrowBlock.of(block)])):
             outputs[getattr(out, "tag", "written")].append(getattr(out, "value", out))
         return outputs
 
 
-def _partition(root: Path) -> Path:
-    return root / "payments/channel=portal/event_date=2017-06-30"
+def _partition(root: Path, day: str = "2017-06-30") -> Path:
+    return root / f"payments/channel=portal/event_date={day}"
 
 
-def _files(root: Path) -> list[Path]:
-    return sorted(_partition(root).glob("*.parquet"))
+def _files(root: Path, day: str = "2017-06-30") -> list[Path]:
+    return sorted(_partition(root, day).glob("*.parquet"))
 
 
 def _ids(paths: list[Path] | list[str]) -> list[str]:
@@ -84,6 +91,14 @@ def test_a_file_as_old_as_the_roll_age_takes_no_more_panes(tmp_path: Path) -> No
     writer.pane(2, at=3599)
     writer.pane(3, at=3600)
     assert [len(pq.read_table(p)) for p in _files(tmp_path)] == [2, 1]
+
+
+def test_an_earlier_days_partition_keeps_its_file_open_for_a_day(tmp_path: Path) -> None:
+    writer = _Writer(tmp_path, partition=("portal", "2017-06-29"))  # late payments only
+    writer.pane(1, at=0)
+    writer.pane(2, at=5 * 3600)
+    writer.pane(3, at=24 * 3600)
+    assert [len(pq.read_table(p)) for p in _files(tmp_path, "2017-06-29")] == [2, 1]
 
 
 def test_a_file_holding_the_roll_rows_takes_no_more_panes(tmp_path: Path) -> None:

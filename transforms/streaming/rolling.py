@@ -10,7 +10,11 @@ restart every pane read every one of them twice. Here:
   then the next pane opens a new one. A partition gets at most ~24 files a day from a run
   (one more per restart), at the cost of re-reading and re-writing one small file a pane. The
   row bound is what bounds that cost at high rates (a rewrite costs per row, ~2.5 ms per
-  thousand here; measured in benchmarks/RESULTS.md): compressed size says little of it.
+  thousand here; measured in benchmarks/RESULTS.md): compressed size says little of it. An
+  earlier day's partition, which only late payments reach, keeps its file open for
+  `Rolling.late_seconds` (a day) instead: it would otherwise get a new file for every hour a
+  few late payments arrive in (a 30-day lake held up to 66 files in a partition that way),
+  and gets one a day of its ~5 days of lateness.
   Whether a file is still open is told from its name (the second it was opened,
   `schemas.layout.rolled_part_name`) and its row count (the Parquet footer), so nothing but
   the files holds this state: a restarted or moved writer simply opens a new one.
@@ -30,6 +34,7 @@ import posixpath
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +42,7 @@ import pyarrow.compute as pc
 from schemas import layout
 from schemas.arrow import payment_file_schema, payment_schema
 from schemas.records import PAYMENT_FILE_ORDER
+from schemas.timekeeping import bahrain_day
 from transforms.dedup.table import CONTENT_COLUMNS
 from transforms.storage import lease
 from transforms.storage.committed import current_payment_files
@@ -52,6 +58,8 @@ from transforms.storage.files import (
 
 DEFAULT_ROLL_SECONDS = 3600
 DEFAULT_ROLL_ROWS = 50_000
+# How long a file of an earlier day's partition (late payments only) stays open.
+LATE_ROLL_SECONDS = 86_400
 # The event ids kept of other writers' files, per process: ~50 bytes an id, so a million ids.
 DEFAULT_ID_CACHE_BYTES = 64 * 2**20
 DEDUP_COLUMNS = ["event_id", *CONTENT_COLUMNS]
@@ -64,12 +72,20 @@ class Rolling:
 
     seconds: int = DEFAULT_ROLL_SECONDS
     rows: int = DEFAULT_ROLL_ROWS
+    late_seconds: int = LATE_ROLL_SECONDS  # for a partition of a day before the file's
+
+    def open_for(self, opened: float, partition_day: date) -> int:
+        """How long a file opened at `opened` (epoch seconds) stays open in the partition
+        of `partition_day`: a day's own partition rolls every `seconds`, an earlier day's
+        (late payments only) every `late_seconds`."""
+        opened_day = bahrain_day(int(opened * 1_000_000))
+        return self.seconds if partition_day >= opened_day else self.late_seconds
 
     @classmethod
     def of(cls, seconds: int, rows: int) -> Rolling:
         if seconds < 1 or rows < 1:
             raise ValueError("a roll needs at least 1 second and 1 row")
-        return cls(seconds, rows)
+        return cls(seconds, rows, max(seconds, LATE_ROLL_SECONDS))
 
 
 class CommittedIds:
@@ -150,10 +166,13 @@ class PartitionFiles:
     def open_file(self, rolling: Rolling, now: float) -> str | None:
         """This run's newest file here if it still takes rows (younger than `rolling` says,
         and fewer rows)."""
+        day = layout.event_date_of(layout.join(self.directory, "file"))
         open_ones = []
         for path in self.versions:
             opened = layout.rolled_opened_at(posixpath.basename(path))
-            if opened is not None and 0 <= now - opened < rolling.seconds and self.is_own(path):
+            if opened is None or not self.is_own(path):
+                continue
+            if 0 <= now - opened < rolling.open_for(opened, day):
                 open_ones.append((opened, path))
         if not open_ones:
             return None
