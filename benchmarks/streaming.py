@@ -202,21 +202,34 @@ def _settle(pending: list[tuple[Any, float]], run: Run) -> None:
 
 
 def watch_files(out: Path, run: Run, stop: threading.Event) -> None:
-    """Latency of every row: when its file appeared minus when its message was published."""
+    """Latency of every row: when it appeared in a file minus when its message was published.
+    A streaming run rewrites its open file of a partition at each pane (the rows of the pane
+    added), so a file is read again whenever its version changes, and only the rows not seen
+    before are timed."""
     import pyarrow.parquet as pq
 
-    seen: set[Path] = set()
+    versions: dict[Path, tuple[int, int]] = {}
+    counted: set[str] = set()
     while not stop.is_set():
         for path in out.glob("payments/*/*/*.parquet"):
-            if path in seen:
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            version = (status.st_size, status.st_mtime_ns)
+            if versions.get(path) == version:
                 continue
             appeared = time.time()
-            seen.add(path)
-            ids = pq.read_table(path, columns=["source_message_id"])["source_message_id"]
+            versions[path] = version
+            try:
+                ids = pq.read_table(path, columns=["source_message_id"])["source_message_id"]
+            except (FileNotFoundError, OSError):
+                continue
             with run.lock:
                 for message_id in ids.to_pylist():
                     published = run.publish_times.get(message_id)
-                    if published is not None:
+                    if published is not None and message_id not in counted:
+                        counted.add(message_id)
                         run.file_latencies.append(appeared - published)
         stop.wait(0.25)
 

@@ -50,6 +50,7 @@ from transforms.streaming.live import (
     LiveAggregates,
     live_partials,
 )
+from transforms.streaming.rolling import DEFAULT_ROLL_ROWS, DEFAULT_ROLL_SECONDS, Rolling
 from transforms.streaming.sinks import (
     WriteLiveAggregates,
     WriteStreamingPayments,
@@ -79,6 +80,21 @@ class StreamingOptions(PipelineOptions):  # type: ignore[misc]
             type=int,
             default=60,
             help="how often new Parquet files are committed (default %(default)s)",
+        )
+        parser.add_argument(
+            "--roll_seconds",
+            type=int,
+            default=DEFAULT_ROLL_SECONDS,
+            help="a run adds each pane's payments to its open file of the partition until the "
+            "file is this old, then opens a new one: ~24 files a partition a day (default "
+            "%(default)s)",
+        )
+        parser.add_argument(
+            "--roll_rows",
+            type=int,
+            default=DEFAULT_ROLL_ROWS,
+            help="... or until the open file holds this many rows, which bounds what a pane "
+            "rewrites at high rates (default %(default)s)",
         )
         parser.add_argument(
             "--window_seconds",
@@ -202,7 +218,8 @@ def build(pipeline: beam.Pipeline, plan: StreamingPlan) -> None:
         )
     )
     first = deduped[Output.FIRST.value]
-    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence, settle=settle)
+    rolling = Rolling.of(options.roll_seconds, options.roll_rows)
+    written = first | "WritePayments" >> WriteStreamingPayments(run, cadence, settle, rolling)
     # What the writers emit after a processing-time pane goes back to the plain global window,
     # so every input of a Flatten has the same windowing (Dataflow insists on it).
     plain = beam.WindowInto(GlobalWindows())
@@ -285,6 +302,10 @@ def plan(argv: Sequence[str]) -> StreamingPlan:
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = DEFAULT_RUNNER
     streaming = options.view_as(StreamingOptions)
+    try:
+        Rolling.of(streaming.roll_seconds, streaming.roll_rows)
+    except ValueError as error:
+        parser.error(f"--roll_seconds/--roll_rows: {error}")
     if options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
         if streaming.id_attribute:
             parser.error("--id_attribute works on Dataflow only; Beam's local runner refuses it")

@@ -117,6 +117,22 @@ def pane_part_name(run_id: str) -> str:
     return f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
 
 
+def rolled_part_name(run_id: str, opened: float) -> str:
+    """Data file name of a streaming run's payments file of a partition, which takes the
+    panes of the run for up to an hour (`transforms.streaming.rolling`): a pane file name
+    (`run_of_pane_part` reads its run) whose first 8 hex digits are the second it was opened
+    (`rolled_opened_at`), so the writer tells from a listing alone whether it is still open."""
+    return f"part-{run_id}-{int(opened):08x}{uuid.uuid4().hex[:4]}.parquet"
+
+
+def rolled_opened_at(file_name: str) -> int | None:
+    """The second (epoch) a rolled payments file was opened, from its name; None for a name
+    that is no pane file. Meaningful only for files `rolled_part_name` named: the writer asks
+    it of its own run's files alone."""
+    match = _PANE_PART.search(file_name)
+    return int(file_name[match.end("run") + 1 : match.end("run") + 9], 16) if match else None
+
+
 def pane_stats_path(root: str, run_id: str) -> str:
     """A new stats file of a streaming run: the run's stats are the sum over them all."""
     return join(run_dir(root, run_id), f"stats-{uuid.uuid4().hex[:12]}.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -177,3 +178,56 @@ def test_every_published_event_is_accounted_for_across_a_restart(
     assert rejected(out).num_rows == counts["rejected"]
     assert table["source_message_id"].null_count == 0
     assert not list(out.rglob("_staging/**/*.parquet")), "a half-written file was left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("key_env")
+def test_a_day_replayed_at_speed_leaves_a_file_per_roll_and_one_after_compaction(
+    emulator: str, tmp_path: Path
+) -> None:
+    # A day at the published rate (~2,700 events), published over 60 s while the pipeline
+    # commits a pane every 2 s and rolls its open file every 10 s: a day of 60 s panes and
+    # hourly rolls, sped up. One file per pane would be ~30 files in the portal partition.
+    truth = make_landing(tmp_path, start=date(2017, 6, 30), days=1, scale=1.0, late_rate=0.0)
+    lines = publishable_lines(tmp_path / "landing")
+    random.Random(12).shuffle(lines)  # the channels' events interleaved, as over a day
+    subscription = _publish(emulator, [], "day")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "pipelines.streaming", "--output", str(out)),
+            *("--input_subscription", subscription, "--write_every_seconds", "2"),
+            *("--roll_seconds", "10"),
+        ],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": emulator},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seconds = 60
+    try:
+        per_second = len(lines) // seconds + 1
+        for start in range(0, len(lines), per_second):
+            _publish_more(lines[start : start + per_second], "day")
+            time.sleep(1)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not balanced(_processed(out), len(lines)):
+            assert process.poll() is None, "the streaming pipeline exited on its own"
+            time.sleep(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert balanced(_processed(out), len(lines))
+    partitions = [p for p in out.glob("payments/*/*") if p.is_dir()]
+    files = {p.parent.name + "/" + p.name: len(list(p.glob("*.parquet"))) for p in partitions}
+    # One file per 10 s roll of the publishing time, and one for the drain after it.
+    assert 1 <= files["channel=portal/event_date=2017-06-30"] <= seconds // 10 + 2, files
+    before = payments(out)
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.compact", "--output", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    assert all(len(list(p.glob("*.parquet"))) == 1 for p in partitions)
+    after = payments(out)
+    assert after.num_rows == before.num_rows == truth["valid_events"]
+    assert sorted(after["event_id"].to_pylist()) == sorted(before["event_id"].to_pylist())

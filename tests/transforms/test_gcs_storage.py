@@ -27,6 +27,7 @@ from transforms.storage.files import (
     fingerprint,
     list_files,
     list_tree,
+    list_versions,
     read_text,
     replace,
     write_parquet,
@@ -116,6 +117,20 @@ def test_listing_a_gcs_folder_leaves_out_a_sibling_whose_name_extends_it(
     assert list_files(layout.join(root, "payments/event_date=2017-06-3")) == [
         layout.join(root, "payments/event_date=2017-06-3/part-a-00000.parquet")
     ]
+
+
+def test_a_gcs_object_rewritten_under_its_name_is_listed_with_a_new_version(
+    emulator: GcsEmulator, root: str
+) -> None:
+    partition = layout.join(root, "payments/channel=portal/event_date=2017-06-30")
+    path = layout.join(partition, "part-a-00000.parquet")
+    _put(emulator, path, b"one")
+    _put(emulator, layout.join(partition, "notes.txt"))
+    [(listed, (size, version))] = list_versions(partition).items()
+    _put(emulator, path, b"two")
+    assert listed == path
+    assert size == 3
+    assert list_versions(partition)[path][1] != version
 
 
 @pytest.mark.usefixtures("emulator")

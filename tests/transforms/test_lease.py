@@ -37,7 +37,8 @@ from tests.emulators import (
     use_gcs_emulator,
 )
 from transforms.storage import gcs, lease
-from transforms.storage.files import exists, read_text, write_text
+from transforms.storage.files import exists, list_files, read_text, write_text
+from transforms.streaming.rolling import CommittedMeanwhile, PartitionFiles, publish_rows
 from transforms.streaming.sinks import _publish
 
 BUCKET = "lease-tests"
@@ -511,21 +512,29 @@ def _pane_path(root: str, *parts: str) -> str:
     return layout.join(root, *parts, layout.pane_part_name(RUN))
 
 
+def _kiosk_files(root: str) -> PartitionFiles:
+    return PartitionFiles.listed(
+        layout.join(root, "payments/channel=kiosk/event_date=2017-06-30"), RUN
+    )
+
+
 def test_a_payments_pane_is_published_once_the_batch_run_holding_the_root_ends(
     tmp_path: Path,
 ) -> None:
     root = str(tmp_path / "out")
-    final = _pane_path(root, "payments/channel=kiosk/event_date=2017-06-30")
-    published: list[str | None] = []
+    files = _kiosk_files(root)
+    published: list[str] = []
     with lease.acquire(root, OTHER, "batch"):
         writer = threading.Thread(
-            target=lambda: published.append(_publish(_pane("kiosk:K:1"), root, RUN, final))
+            target=lambda: published.append(
+                publish_rows(_pane("kiosk:K:1"), files, None, root, RUN, time.time())
+            )
         )
         writer.start()
         time.sleep(0.5)
-        assert not exists(final)  # waiting, not dropped
+        assert not list_files(files.directory)  # waiting, not dropped
     writer.join(10)
-    assert published == [final]
+    [final] = published
     assert pq.read_table(final)["event_id"].to_pylist() == ["kiosk:K:1"]
 
 
@@ -541,20 +550,20 @@ def test_a_pane_whose_rows_another_writer_committed_meanwhile_is_retried_not_pub
     tmp_path: Path,
 ) -> None:
     root = str(tmp_path / "out")
-    partition = layout.join(root, "payments/channel=kiosk/event_date=2017-06-30")
-    os.makedirs(partition)
+    files = _kiosk_files(root)  # what the pane read
+    os.makedirs(files.directory)
     # A batch run committed kiosk:K:2 after the pane had read the partition.
     pq.write_table(
-        _pane("kiosk:K:2"), layout.join(partition, "part-00000000000000aa-00000.parquet")
+        _pane("kiosk:K:2"), layout.join(files.directory, "part-00000000000000aa-00000.parquet")
     )
-    final = _pane_path(root, "payments/channel=kiosk/event_date=2017-06-30")
-    with pytest.raises(RuntimeError, match="its retry leaves them out"):
-        _publish(_pane("kiosk:K:1", "kiosk:K:2"), root, RUN, final)
-    assert not exists(final)
+    with pytest.raises(CommittedMeanwhile, match="its retry leaves them out"):
+        publish_rows(_pane("kiosk:K:1", "kiosk:K:2"), files, None, root, RUN, time.time())
+    assert len(list_files(files.directory)) == 1
     assert not [p for p in (tmp_path / "out" / layout.STAGING).rglob("*") if p.is_file()]
     assert not exists(layout.lease_path(root))  # released all the same
     # The pane's own earlier files do not count: its de-duplication state covers them.
     pq.write_table(
         _pane("kiosk:K:3"), _pane_path(root, "payments/channel=kiosk/event_date=2017-06-30")
     )
-    assert _publish(_pane("kiosk:K:1", "kiosk:K:3"), root, RUN, final) == final
+    final = publish_rows(_pane("kiosk:K:1", "kiosk:K:3"), files, None, root, RUN, time.time())
+    assert pq.read_table(final)["event_id"].to_pylist() == ["kiosk:K:1", "kiosk:K:3"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 
-from transforms.storage.files import fingerprint, replace
+from transforms.storage.files import fingerprint, list_versions, replace
 
 
 def _staged(tmp_path: Path, *names: str) -> tuple[list[str], list[str]]:
@@ -47,3 +48,22 @@ def test_a_local_files_fingerprint_follows_its_content_not_its_size(tmp_path: Pa
     again.write_bytes(b'{"n": 1}\n')
     other.write_bytes(b'{"n": 2}\n')
     assert fingerprint(str(first)) == fingerprint(str(again)) != fingerprint(str(other))
+
+
+def test_a_local_file_rewritten_under_its_name_is_listed_with_a_new_version(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "part-a-00000.parquet"
+    path.write_bytes(b"one")
+    (tmp_path / "notes.txt").write_bytes(b"x")
+    [(listed, (size, _version))] = list_versions(str(tmp_path)).items()
+    os.utime(path, ns=(0, 0))
+    before = list_versions(str(tmp_path))[str(path)][1]
+    path.write_bytes(b"two")
+    assert listed == str(path)
+    assert size == 3
+    assert list_versions(str(tmp_path))[str(path)][1] != before
+
+
+def test_listing_the_versions_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
+    assert list_versions(str(tmp_path / "nothing")) == {}

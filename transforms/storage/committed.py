@@ -6,7 +6,10 @@ in place, whole but uncommitted, until the same input is run again. A reader glo
 `payments/**` would count them; a reader that takes only
 
 - files listed by the manifest of a run with `_SUCCESS`, and
-- streaming pane files (each one is committed alone: staged, then moved into place whole),
+- streaming pane files (each one is committed alone: staged, then moved into place whole; a
+  payments file a run keeps open is rewritten whole under its name by each pane, so a reader
+  sees it before or after a pane, and a run never rewrites one a compaction removed:
+  `transforms.streaming.rolling`),
 
 never sees a run's partial output. Files a later run superseded are gone from the store, so
 an old manifest naming them adds nothing.

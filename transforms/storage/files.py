@@ -10,6 +10,7 @@ then move into place) has one implementation, whatever the store.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import posixpath
 import zlib
@@ -49,12 +50,45 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(handle, columns=columns)
 
 
+def parquet_rows(path: str) -> int:
+    """The number of rows of a Parquet file, from its footer alone."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        rows: int = pq.ParquetFile(handle).metadata.num_rows
+    return rows
+
+
 def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
     """Paths of files directly in a directory matching a glob (empty if it does not exist)."""
     if gcs.is_gcs(directory):
         return gcs.list_files(directory, pattern)
     result = FileSystems.match([join(directory, pattern)])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+# (bytes, version): a file rewritten under the same name gets a new version (on GCS its
+# generation, locally its modification time in nanoseconds).
+FileVersion = tuple[int, int]
+
+
+def list_versions(directory: str, pattern: str = "*.parquet") -> dict[str, FileVersion]:
+    """{path: (bytes, version)} of the files directly in a directory matching a glob (empty if
+    it does not exist): what a reader keeps a file's content by, to read it again only once
+    it changed."""
+    if gcs.is_gcs(directory):
+        return gcs.list_versions(directory, pattern)
+    found: dict[str, FileVersion] = {}
+    try:
+        entries = os.scandir(directory)
+    except FileNotFoundError:
+        return found
+    with entries:
+        for entry in entries:
+            if fnmatch.fnmatchcase(entry.name, pattern):
+                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                    if entry.is_file():
+                        status = entry.stat()
+                        found[join(directory, entry.name)] = (status.st_size, status.st_mtime_ns)
+    return dict(sorted(found.items()))
 
 
 def list_tree(directory: str, pattern: str = "*.parquet") -> list[str]:

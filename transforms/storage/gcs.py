@@ -99,6 +99,18 @@ def list_files(directory: str, pattern: str) -> list[str]:
     )
 
 
+def list_versions(directory: str, pattern: str) -> dict[str, tuple[int, int]]:
+    """{gs:// URI: (size, generation)} of the objects directly in a folder matching a glob:
+    an object rewritten under the same name has a new generation."""
+    bucket, prefix = _folder(directory)
+    blobs = client().list_blobs(bucket, prefix=prefix, delimiter="/")
+    return {
+        f"{SCHEME}{bucket}/{blob.name}": (int(blob.size or 0), int(blob.generation or 0))
+        for blob in blobs
+        if fnmatch.fnmatchcase(blob.name[len(prefix) :], pattern)
+    }
+
+
 def list_tree(directory: str, pattern: str) -> list[str]:
     """gs:// URIs of the objects anywhere under a folder whose own names match a glob."""
     bucket, prefix = _folder(directory)

@@ -19,7 +19,7 @@ import posixpath
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -48,17 +48,10 @@ from transforms.core.gates import (
 from transforms.core.outputs import Output
 from transforms.core.scanner import Leak, origin_of, scan_message, scan_tables, scan_texts
 from transforms.dedup.table import against_existing, rejected_conflicts, split_by_partition
-from transforms.storage import lease
-from transforms.storage.files import (
-    delete,
-    list_files,
-    read_parquet,
-    replace,
-    write_parquet,
-    write_text,
-)
-from transforms.storage.partitions import accepted_stats, existing_rows
+from transforms.storage.files import list_files, read_parquet, replace, write_parquet, write_text
+from transforms.storage.partitions import accepted_stats
 from transforms.streaming import acks
+from transforms.streaming.rolling import OpenFile, PartitionFiles, Rolling, publish_rows
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +84,15 @@ def _refuse(what: str, leaks: list[Leak], rows: int, origins: Iterable[str | Non
     )
 
 
+def _scan_refused(table: pa.Table, final: str) -> bool:
+    """Whether the privacy scan refuses `table` for `final` (then logged: the caller counts
+    the refusal and writes nothing)."""
+    [leaks] = scan_tables([(table, final)])  # one pre-filter call per strength, not per column
+    if leaks:
+        _refuse(final, leaks, table.num_rows, (origin_of(table, leak.row) for leak in leaks))
+    return bool(leaks)
+
+
 def _publish(
     table: pa.Table, root: str, run_id: str, final: str, counts: dict[str, int] | None = None
 ) -> str | None:
@@ -99,17 +101,10 @@ def _publish(
     file of them is staged too and renamed into place right after the data file, so that
     a kill commits both or neither (but in the instant between two local renames).
 
-    A payments file is moved into place only under the output root's writer lease
-    (`transforms.storage.lease.pane_lease`: waited for as long as a batch run holds it, never
-    dropped),
-    after reading the partition's event ids again: the pane left out what other writers had
-    committed when it read the partition, and if one committed some of its rows since, the
-    pane is not published but raised, so that Beam retries it and the retry leaves them out.
-    Rejected and live aggregate files are new rows under unique names that no writer reads
-    back to de-duplicate, so they do not wait for a batch run."""
-    [leaks] = scan_tables([(table, final)])  # one pre-filter call per strength, not per column
-    if leaks:
-        _refuse(final, leaks, table.num_rows, (origin_of(table, leak.row) for leak in leaks))
+    For rejected and live aggregate files: new rows under unique names that no writer reads
+    back to de-duplicate, so they do not wait for a batch run's lease. Payments files are
+    published by `transforms.streaming.rolling.publish_rows`, under the lease."""
+    if _scan_refused(table, final):
         return None
     staged = layout.staged(root, run_id, final)
     write_parquet(table, staged)
@@ -119,25 +114,7 @@ def _publish(
         sources.append(layout.staged(root, run_id, stats_path))
         targets.append(stats_path)
         write_text(sources[-1], json.dumps(counts, indent=1))
-    if not final.startswith(layout.join(root, layout.PAYMENTS) + "/"):
-        replace(sources, targets)
-        return final
-    with lease.pane_lease(root, run_id):
-        directory = posixpath.dirname(final)
-        others = [
-            path
-            for path in list_files(directory)
-            if layout.run_of_pane_part(posixpath.basename(path)) != run_id
-        ]
-        committed = [read_parquet(path, ["event_id"])["event_id"] for path in others]
-        ids = pa.chunked_array(committed, pa.string()).combine_chunks()
-        if pc.any(pc.is_in(table["event_id"], value_set=ids)).as_py():
-            delete(sources)
-            raise RuntimeError(
-                f"another writer committed some of this pane's payments to {directory} after "
-                "the pane read it; the pane is not published, and its retry leaves them out"
-            )
-        replace(sources, targets)
+    replace(sources, targets)
     return final
 
 
@@ -191,43 +168,65 @@ def _commit_settled(
 
 
 class WritePartitionPaneFn(beam.DoFn):  # type: ignore[misc]
-    """((channel, day), ArrowBlocks of one pane) -> one new Parquet file in that partition.
+    """((channel, day), ArrowBlocks of one pane) -> the pane's rows added to the run's open
+    file of that partition (`transforms.streaming.rolling`: a new file once it is an hour old
+    or holds `rolling.rows` rows, so ~24 files a partition a day).
 
     Rows another run already committed to the partition (a restarted pipeline, a resent event,
     the nightly batch) are left out here, counted as duplicates in output or rejected as
     conflicts, so a restart never writes a second row for an event: de-duplication state does
-    not survive a restart, but the files do. Emits the path (main), rejected conflicts
+    not survive a restart, but the files do (their ids are read once, then kept). Rows the
+    open file already holds were committed by an earlier attempt of this pane (a retried
+    bundle) and are not written again. Emits the path (main), rejected conflicts
     (`rejected`) and what it accepted (`stats`). With `settle` (deferred acks, local runner)
     it commits those stats itself, right after the file, and settles the messages of every
     row but the conflicts (those are settled where they are rejected).
     """
 
-    def __init__(self, run: Run, settle: bool = False) -> None:
+    def __init__(
+        self,
+        run: Run,
+        settle: bool = False,
+        rolling: Rolling = Rolling(),  # noqa: B008 - frozen, so safe to share
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._run = run
         self._root = run.output_root
         self._run_id = run.run_id
         self._settle = settle
+        self._rolling = rolling
+        self._clock = clock
 
     def process(self, element: tuple[tuple[str, str], Iterable[ArrowBlock]]) -> Iterator[Any]:
         (channel, day), blocks = element
         table = concat_blocks(blocks, payment_schema())
         directory = layout.payments_dir(self._root, channel, date.fromisoformat(day))
-        existing, _ = existing_rows(
-            directory, lambda name: layout.run_of_pane_part(name) == self._run_id
-        )
-        result = against_existing(table, existing)
-        new = result.winners.sort_by(list(PAYMENT_FILE_ORDER))
+        now = self._clock()
+        files = PartitionFiles.listed(directory, self._run_id)
+        result = against_existing(table, files.existing_rows(table["event_id"].combine_chunks()))
+        winners = result.winners
+        opened = OpenFile.read(files, self._rolling, now) if winners.num_rows else None
+        retried = opened.holds(winners["event_id"]) if opened is not None else None
+        new = winners if retried is None else winners.filter(pc.invert(retried))
+        new = new.sort_by(list(PAYMENT_FILE_ORDER))
         stats: Counter[str] = Counter(result.stats)
+        if not self._settle and retried is not None:
+            # Without deferred acks a retried bundle's outputs replace the failed attempt's:
+            # the rows it committed are counted here.
+            stats.update(accepted_stats(channel, winners.filter(retried)))
         committed = False
         if new.num_rows:
-            final = layout.join(directory, layout.pane_part_name(self._run_id))
             rows = new.select(payment_file_schema().names)
             accepted = accepted_stats(channel, new)
             # With deferred acks the file's stats are committed with it.
             counts = st.with_reads(st.merge([stats, accepted])) if self._settle else None
-            if _publish(rows, self._root, self._run_id, final, counts) is None:
+            new_file = layout.join(directory, f"part-{self._run_id}-<new>.parquet")
+            where = opened.path if opened is not None else new_file
+            if _scan_refused(rows, where):
                 stats[REFUSED_FILES] += 1
             else:
+                text = json.dumps(counts, indent=1) if counts is not None else None
+                final = publish_rows(rows, files, opened, self._root, self._run_id, now, text)
                 yield final
                 log.info("wrote %d payments to %s", new.num_rows, final)
                 stats.update(accepted)
@@ -252,12 +251,19 @@ def _partition_name(directory: str) -> str:
 
 
 class WriteStreamingPayments(beam.PTransform):  # type: ignore[misc]
-    """Blocks of first deliveries -> Parquet files in their own day's partition, every
-    `every_seconds`; outputs the paths (`written`), rejected conflicts and stats."""
+    """Blocks of first deliveries -> rows added to the run's open file of their own day's
+    partition every `every_seconds` (rolled as `rolling` says); outputs the paths
+    (`written`), rejected conflicts and stats."""
 
-    def __init__(self, run: Run, every_seconds: int, settle: bool = False) -> None:
+    def __init__(
+        self,
+        run: Run,
+        every_seconds: int,
+        settle: bool = False,
+        rolling: Rolling = Rolling(),  # noqa: B008 - frozen, so safe to share
+    ) -> None:
         super().__init__()
-        self._fn = WritePartitionPaneFn(run, settle)
+        self._fn = WritePartitionPaneFn(run, settle, rolling)
         self._every = every_seconds
 
     def expand(self, blocks: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
