@@ -108,7 +108,14 @@ def _start(subscription: str, out: Path, emulator: str, log: Path) -> subprocess
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
         start_new_session=True,  # its own process group, killed whole
+        # As a terminal's foreground job has it: a test run started in the background (`&`)
+        # ignores SIGINT, and the pipeline would inherit that and never see Ctrl-C.
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
