@@ -169,6 +169,11 @@ def test_a_pipeline_killed_and_restarted_loses_nothing_and_writes_nothing_twice(
         while time.monotonic() < deadline and _outcomes(out) != (VALID, INVALID):
             assert process.poll() is None, log.read_text()[-3000:]
             time.sleep(1)
+        # Redeliveries settle as duplicates in later stats panes: wait until every message is
+        # counted (a stop before that leaves them unacknowledged, for a next run to count).
+        while time.monotonic() < deadline and _stats(out).get("read", 0) < len(publisher.lines):
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
         time.sleep(5)  # a redelivery of an event already written would show by now
     finally:
         process.send_signal(signal.SIGTERM)
