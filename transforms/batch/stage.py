@@ -81,27 +81,32 @@ def _losers_by_partition(
     # Two passes over the channel's fragments, one file at a time: the fingerprint and day of
     # every row (12 bytes a row, `transforms.dedup.fingerprints`), then the rows of the rare
     # events that fingerprints say may be in more than one partition, compared by their ids.
+    # Each fragment is decoded in the same row order both times, so the first pass's
+    # fingerprints serve the second.
     prints, days = [], []
     for path in unique:
         rows = decode_ipc(read_bytes(path), ["event_id", "event_date"])
         prints.append(fingerprints(rows["event_id"]))
         days.append(rows["event_date"].combine_chunks().cast(pa.int32()).to_numpy())
-    distinct, moved = distinct_and_moved(
-        np.concatenate([np.empty(0, np.uint64), *prints]),
-        np.concatenate([np.empty(0, np.int32), *days]),
-    )
-    del prints, days
+    every = np.concatenate([np.empty(0, np.uint64), *prints])
+    bounds = np.cumsum([0, *map(len, prints)])
+    del prints
+    distinct, moved = distinct_and_moved(every, np.concatenate([np.empty(0, np.int32), *days]))
+    del days
     stored = stored_days(settings.root, channel, distinct, settings.is_own)
     del distinct
     wanted = np.union1d(moved, fingerprints(stored["event_id"]))
     if len(wanted) == 0:
         return
-    index = [index_schema().empty_table()]
-    for path in unique:
+    index, picked = [index_schema().empty_table()], [np.empty(0, np.uint64)]
+    for path, start, end in zip(unique, bounds[:-1], bounds[1:], strict=True):
         rows = decode_ipc(read_bytes(path), INDEX_COLUMNS)
-        index.append(rows.filter(in_sorted(fingerprints(rows["event_id"]), wanted)))
+        own = every[start:end]
+        keep = in_sorted(own, wanted)
+        index.append(rows.filter(keep))
+        picked.append(own[keep])
     candidates = pa.concat_tables(index)
-    in_run = candidates.filter(in_sorted(fingerprints(candidates["event_id"]), moved))
+    in_run = candidates.filter(in_sorted(np.concatenate(picked), moved))
     losers = pa.concat_tables(
         [cross_partition_losers(in_run), stored_elsewhere_losers(candidates, stored)]
     )

@@ -156,7 +156,6 @@ _LINES = {
         )
     ),
 }
-# A cheap first look for each channel's lines (a substring search) before the expression.
 _S = pa.string()
 _SCHEMAS = {
     _PORTAL: pa.schema(

@@ -11,6 +11,8 @@ rows, never a wrong result.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 
@@ -40,22 +42,25 @@ def _power_table(base: int, count: int) -> np.ndarray:
     return table
 
 
-# base^k and base^-k for every place a byte can have in a chunk.
-_POWERS = _power_table(_BASE, _CHUNK_BYTES + 1)
-_INVERSE_POWERS = _power_table(_inverse(_BASE), _CHUNK_BYTES + 1)
+@functools.cache
+def _powers() -> tuple[np.ndarray, np.ndarray]:
+    """base^k and base^-k for every place a byte can have in a chunk: 16 MB, made on first
+    use, not by every process that imports the batch or streaming writers."""
+    return _power_table(_BASE, _CHUNK_BYTES + 1), _power_table(_inverse(_BASE), _CHUNK_BYTES + 1)
 
 
 def _chunk_sums(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """sum((byte + 1) * base^place) of each row, place counted from the row's first byte: a
     running sum over the chunk's bytes, weighted by base^(place in the chunk), differenced at
     the rows' ends and brought back to each row's start by base^-start."""
+    powers, inverse_powers = _powers()
     first = int(starts[0])
     span = int(ends[-1]) - first
-    terms = (raw[first : first + span].astype(np.uint64) + np.uint64(1)) * _POWERS[:span]
+    terms = (raw[first : first + span].astype(np.uint64) + np.uint64(1)) * powers[:span]
     running = np.zeros(span + 1, np.uint64)
     np.cumsum(terms, out=running[1:])
     begin, finish = starts - first, ends - first
-    sums: np.ndarray = (running[finish] - running[begin]) * _INVERSE_POWERS[begin]
+    sums: np.ndarray = (running[finish] - running[begin]) * inverse_powers[begin]
     return sums
 
 
