@@ -10,7 +10,6 @@ import pytest
 from apache_beam.options.pipeline_options import DirectOptions
 
 from pipelines import batch
-from tests.samples import PORTAL_EVENT
 
 # The plan resolves the pseudonymisation key source: the tests' key in the environment.
 pytestmark = pytest.mark.usefixtures("key_env")
@@ -25,14 +24,6 @@ def _malloc_setting_restored() -> Iterator[None]:
         os.environ.pop("MALLOC_ARENA_MAX", None)
     else:
         os.environ["MALLOC_ARENA_MAX"] = before
-
-
-@pytest.fixture
-def small(tmp_path: Path) -> Path:
-    path = tmp_path / "in" / "portal.jsonl"
-    path.parent.mkdir()
-    path.write_bytes(PORTAL_EVENT + b"\n")
-    return path
 
 
 def _workers(plan: batch.BatchPlan) -> tuple[int, str | None]:

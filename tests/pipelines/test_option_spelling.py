@@ -18,17 +18,8 @@ from pipelines import batch, compact, streaming
 from pipelines.options import CompactOptions
 from tests.deploy.dataflow_jobs import DATAFLOW_FLAGS, LAKE, SUBSCRIPTION
 from tests.pipelines.helpers import make_landing
-from tests.samples import PORTAL_EVENT
 
 pytestmark = pytest.mark.usefixtures("key_env")
-
-
-@pytest.fixture
-def small(tmp_path: Path) -> Path:
-    path = tmp_path / "in" / "portal.jsonl"
-    path.parent.mkdir()
-    path.write_bytes(PORTAL_EVENT + b"\n")
-    return path
 
 
 def _counts(manifest: dict[str, Any]) -> dict[str, Any]:
