@@ -237,3 +237,21 @@ def test_run_context_max_event_bytes_applies(ctx: RunContext) -> None:
     tight = RunContext(ctx.normaliser, RUN_ID, INGESTED_MICROS, max_event_bytes=len(PORTAL) - 1)
     result = process_block(RawBlock(SOURCE, [PORTAL], line_numbers=[1]), tight)
     assert result.rejected.column("error_code").to_pylist() == ["LINE_TOO_LONG"]
+
+
+def test_a_packed_block_gives_the_rows_of_its_files_each_with_its_own_lineage(
+    ctx: RunContext,
+) -> None:
+    """Several small files packed into one block (`RawBlock.packed`): the same accepted and
+    rejected rows, in the same order, as each file's own block, and the same stats."""
+    other = RawBlock(
+        "landing/2017-07-02.jsonl",
+        [payload for payload, _ in reversed(MIXED)],
+        line_numbers=[line for _, line in MIXED],
+        blank_lines=1,
+    )
+    apart = [process_block(b, ctx) for b in (MIXED_BLOCK, other)]
+    packed = process_block(RawBlock.packed([MIXED_BLOCK, other]), ctx)
+    assert packed.accepted.equals(pa.concat_tables([r.accepted for r in apart]))
+    assert packed.rejected.equals(pa.concat_tables([r.rejected for r in apart]))
+    assert packed.stats == apart[0].stats + apart[1].stats

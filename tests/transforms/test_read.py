@@ -530,3 +530,96 @@ def test_a_compressed_stream_error_survives_pickling() -> None:
     error = read.CompressedStreamError(InputFault.CORRUPT, "bad")
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.fault, copy.detail, str(copy)) == (InputFault.CORRUPT, "bad", "CORRUPT: bad")
+
+
+# --- small files packed into full blocks -------------------------------------------------------
+
+
+def _small_files(tmp_path: Path, lines_per_file: list[int]) -> list[tuple[str, int]]:
+    """Files of `n` numbered lines each (a blank line after every third), as (path, size)."""
+    files = []
+    for f, n in enumerate(lines_per_file):
+        body = b"".join(
+            b'{"file": %d, "n": %d}\n' % (f, i) + (b"\n" if i % 3 == 2 else b"") for i in range(n)
+        )
+        path = tmp_path / f"{f:03d}.jsonl"
+        path.write_bytes(body)
+        files.append((str(path), len(body)))
+    return files
+
+
+def test_plan_work_packs_whole_small_files_in_listing_order_up_to_the_range_size() -> None:
+    files = [("a", 40), ("b", 40), ("c", 40), ("d", 10)]
+    work = read.plan_work(files, range_bytes=100)
+    assert work == [
+        read.FilePack((ByteRange("a", 0, None, False), ByteRange("b", 0, None, False))),
+        read.FilePack((ByteRange("c", 0, None, False), ByteRange("d", 0, None, False))),
+    ]
+
+
+def test_plan_work_keeps_the_ranges_of_a_large_file_and_a_lone_small_file_as_a_range() -> None:
+    work = read.plan_work([("big", 250), ("small", 10)], range_bytes=100)
+    assert work == [*plan_ranges("big", 250, range_bytes=100), ByteRange("small", 0, None, False)]
+
+
+def test_plan_work_packs_small_compressed_files_whole() -> None:
+    work = read.plan_work([("a.jsonl.gz", 30), ("b.jsonl", 30)], range_bytes=100)
+    assert work == [
+        read.FilePack(
+            (ByteRange("a.jsonl.gz", 0, None, True), ByteRange("b.jsonl", 0, None, False))
+        )
+    ]
+
+
+def test_a_pack_gives_full_blocks_whose_payloads_keep_their_own_file_and_line(
+    tmp_path: Path,
+) -> None:
+    files = _small_files(tmp_path, [7, 1, 0, 12, 5])
+    (pack,) = read.plan_work(files, range_bytes=10_000)
+    blocks = list(read.ReadRangeFn(10).process(pack, {}))
+    assert [len(b.payloads) for b in blocks] == [10, 10, 5]
+    seen = [
+        (b.source_of(i), b.line_numbers[i], p)
+        for b in blocks
+        for i, p in enumerate(b.payloads)
+        if b.line_numbers is not None
+    ]
+    expected = [
+        (path, number, line)
+        for path, _ in files
+        for number, line in _expected(Path(path).read_bytes())
+        if line.strip()
+    ]
+    assert seen == expected
+
+
+def test_a_pack_counts_every_blank_line_of_its_files(tmp_path: Path) -> None:
+    files = _small_files(tmp_path, [7, 1, 0, 12, 5])
+    (pack,) = read.plan_work(files, range_bytes=10_000)
+    blocks = list(read.ReadRangeFn(4).process(pack, {}))
+    assert sum(b.blank_lines for b in blocks) == sum(
+        Path(p).read_bytes().count(b"\n\n") for p, _ in files
+    )
+
+
+def test_a_truncated_gzip_file_in_a_pack_is_quarantined_and_the_others_read(
+    tmp_path: Path,
+) -> None:
+    plain = _small_files(tmp_path, [5])[0]
+    bad = _write_raw(tmp_path / "b.jsonl.gz", GZIPPED[: len(GZIPPED) // 2])
+    (pack,) = read.plan_work([plain, (bad, 100)], range_bytes=10_000)
+    out = list(read.ReadRangeFn(1000).process(pack, {}))
+    stats = [o for o in out if isinstance(o, TaggedOutput)]
+    blocks = [o for o in out if isinstance(o, RawBlock)]
+    assert [s.value[f"incomplete:TRUNCATED:{bad}"] for s in stats] == [1]
+    assert [b.source_of(i) for b in blocks for i in range(len(b.payloads))] == [plain[0]] * 5
+
+
+def test_a_packed_block_pickles_with_its_files() -> None:
+    block = RawBlock.packed(
+        [RawBlock("a", [b"1", b"2"], [1, 2]), RawBlock("b", [b"3"], [1], blank_lines=2)]
+    )
+    again = pickle.loads(pickle.dumps(block))
+    assert [again.source_of(i) for i in range(3)] == ["a", "a", "b"]
+    assert again.sources_of([2, 0]) == ["b", "a"]
+    assert again.blank_lines == 2

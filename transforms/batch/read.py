@@ -84,6 +84,15 @@ class ByteRange:
     compressed: bool
 
 
+@dataclass(frozen=True)
+class FilePack:
+    """Whole small files read as one work item, their lines packed into full blocks: each block
+    costs the same ~4 ms whatever its size, and a landing folder of a channel's small files a
+    day would otherwise be hundreds of nearly empty blocks (benchmarks/RESULTS.md, #11)."""
+
+    ranges: tuple[ByteRange, ...]
+
+
 def compression_of(path: str) -> str:
     """The CompressionTypes value a file's name says it has (UNCOMPRESSED for none)."""
     return str(CompressionTypes.detect_compression_type(path))
@@ -246,6 +255,66 @@ def plan_ranges(path: str, size: int, range_bytes: int = DEFAULT_RANGE_BYTES) ->
     return [ByteRange(path, s, e, False) for s, e in zip(starts, ends, strict=True)]
 
 
+def plan_work(
+    files: Iterable[tuple[str, int]], range_bytes: int = DEFAULT_RANGE_BYTES
+) -> list[ByteRange | FilePack]:
+    """The read's work items: the ranges of each large file (`plan_ranges`), and the files
+    read whole packed together, in listing order, up to `range_bytes` a pack."""
+    work: list[ByteRange | FilePack] = []
+    pack: list[ByteRange] = []
+    packed_bytes = 0
+
+    def close_pack() -> None:
+        if pack:
+            work.append(pack[0] if len(pack) == 1 else FilePack(tuple(pack)))
+            pack.clear()
+
+    for path, size in files:
+        ranges = plan_ranges(path, size, range_bytes)
+        if len(ranges) > 1:
+            work.extend(ranges)
+            continue
+        if packed_bytes + size > range_bytes:
+            close_pack()
+            packed_bytes = 0
+        pack.append(ranges[0])
+        packed_bytes += size
+    close_pack()
+    return work
+
+
+def _cut(block: RawBlock, count: int) -> tuple[RawBlock, RawBlock | None]:
+    """The first `count` payloads of a one-file block (with its blank lines), and the rest."""
+    if count >= len(block.payloads):
+        return block, None
+    numbers = block.line_numbers or []
+    head = RawBlock(
+        block.source, block.payloads[:count], numbers[:count], blank_lines=block.blank_lines
+    )
+    return head, RawBlock(block.source, block.payloads[count:], numbers[count:])
+
+
+def packed_blocks(items: Iterable[Any], block_events: int) -> Iterator[Any]:
+    """Blocks of consecutive files' lines, `block_events` payloads each but the last; anything
+    else among `items` (a quarantined file's stats) passes through."""
+    pending: list[RawBlock] = []
+    count = 0
+    for item in items:
+        if not isinstance(item, RawBlock):
+            yield item
+            continue
+        rest: RawBlock | None = item
+        while rest is not None:
+            head, rest = _cut(rest, block_events - count)
+            pending.append(head)
+            count += len(head.payloads)
+            if count >= block_events:
+                yield RawBlock.packed(pending)
+                pending, count = [], 0
+    if pending:
+        yield RawBlock.packed(pending)
+
+
 def _read_counting(handle: IO[bytes], position: int, end: int) -> tuple[int, int, bytes]:
     """Read from `position` up to `end`: (newlines read, position reached, last byte read)."""
     newlines, last = 0, b"\n"
@@ -375,13 +444,22 @@ FILE_STATS = Output.FILE_STATS.value
 
 
 class ReadRangeFn(beam.DoFn):  # type: ignore[misc]
-    """ByteRange -> RawBlocks, logging progress per range; the stats of a compressed file
-    quarantined as incomplete (tagged FILE_STATS) instead of any block of it."""
+    """ByteRange or FilePack -> RawBlocks, logging progress per range; the stats of a
+    compressed file quarantined as incomplete (tagged FILE_STATS) instead of any block of it."""
 
     def __init__(self, block_events: int) -> None:
         self._block_events = block_events
 
     def process(
+        self, work: ByteRange | FilePack, newlines_before: Mapping[tuple[str, int], int]
+    ) -> Iterator[Any]:
+        if isinstance(work, ByteRange):
+            yield from self._read(work, newlines_before)
+            return
+        files = (item for rng in work.ranges for item in self._read(rng, newlines_before))
+        yield from packed_blocks(files, self._block_events)
+
+    def _read(
         self, rng: ByteRange, newlines_before: Mapping[tuple[str, int], int]
     ) -> Iterator[Any]:
         if rng.compressed:
@@ -431,14 +509,12 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
         block_events: int = DEFAULT_BLOCK_EVENTS,
     ) -> None:
         super().__init__()
-        self._ranges = [r for path, size in files for r in plan_ranges(path, size, range_bytes)]
+        self._work = plan_work(files, range_bytes)
         self._block_events = block_events
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> ReadResult:
         ranges = (
-            pbegin
-            | "ByteRanges" >> beam.Create(self._ranges)
-            | "SpreadRanges" >> (beam.Reshuffle())
+            pbegin | "ByteRanges" >> beam.Create(self._work) | "SpreadRanges" >> (beam.Reshuffle())
         )
         # Line numbers for ranges that start mid-file: every range counts its own newlines
         # (in parallel, one pass over the file), and the counts of the ranges before it add up
@@ -446,14 +522,7 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
         # file over and over, a real cost on GCS.
         newlines_before = (
             ranges
-            | "CountNewlines"
-            >> beam.FlatMap(
-                lambda r: (
-                    [(r.path, (r.end, count_newlines(r.path, r.start, r.end)))]
-                    if r.end is not None
-                    else []
-                )
-            )
+            | "CountNewlines" >> beam.FlatMap(_own_newlines)
             | "GroupCountsByFile" >> beam.GroupByKey()
             | "LinesBeforeRange" >> beam.FlatMap(_lines_before_each_range)
         )
@@ -461,6 +530,14 @@ class ReadRawBlocks(beam.PTransform):  # type: ignore[misc]
             ReadRangeFn(self._block_events), newlines_before=beam.pvalue.AsDict(newlines_before)
         ).with_outputs(FILE_STATS, main=Output.BLOCKS.value)
         return ReadResult(read.blocks, read[FILE_STATS])
+
+
+def _own_newlines(work: ByteRange | FilePack) -> list[tuple[str, tuple[int, int]]]:
+    """(path, (end, newlines in it)) of a range that ends mid-file; nothing for a range to the
+    end of its file, or a pack of whole files (they start at line 1)."""
+    if isinstance(work, FilePack) or work.end is None:
+        return []
+    return [(work.path, (work.end, count_newlines(work.path, work.start, work.end)))]
 
 
 def _lines_before_each_range(

@@ -117,16 +117,21 @@ def _with_lineage(
     business: pa.Table,
     lines: list[int] | None,
     messages: list[str] | None,
-    source: str | None,
+    source: str | list[str] | None,
     ctx: RunContext,
 ) -> pa.Table:
-    """Accepted rows with where each came from and which run wrote it (`payment_schema`)."""
+    """Accepted rows with where each came from (one file, or each row's own in a packed block)
+    and which run wrote it (`payment_schema`)."""
     schema = payment_schema()
     n = business.num_rows
     if n == 0:
         return schema.empty_table()
     columns: dict[str, pa.Array] = {
-        "source_file": constant(source, n, pa.string()),
+        "source_file": (
+            pa.array(source, pa.string())
+            if isinstance(source, list)
+            else constant(source, n, pa.string())
+        ),
         "source_line": pa.array(lines, pa.int64()) if lines else constant(None, n, pa.int64()),
         "source_message_id": (
             pa.array(messages, pa.string()) if messages else constant(None, n, pa.string())
@@ -313,7 +318,7 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     cprs: list[str | None] = []
     kept: list[int] = []
     rejections: list[RejectedInput] = []
-    source_file = block.source if block.line_numbers is not None else None
+    batch = block.line_numbers is not None  # streaming rows name their message, not a file
     normalise, max_bytes = ctx.normaliser, ctx.max_event_bytes
     taken = set(bulk.rows)
     for index, payload in enumerate(block.payloads):
@@ -322,7 +327,8 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         outcome = _validated(payload, normalise, max_bytes)
         if isinstance(outcome, Rejection):
             line, message = block.origin(index)
-            rejections.append(RejectedInput(outcome, payload, source_file, line, message))
+            source = block.source_of(index) if batch else None
+            rejections.append(RejectedInput(outcome, payload, source, line, message))
         else:
             rows.append(outcome[0])
             cprs.append(outcome[1])
@@ -338,7 +344,8 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
         unmasked = _ordered(bulk.unmasked_card + unmasked, order)
     lines = [block.line_numbers[i] for i in kept] if block.line_numbers is not None else None
     messages = [block.message_ids[i] for i in kept] if block.message_ids is not None else None
-    accepted = _with_lineage(business, lines, messages, source_file, ctx)
+    sources = (block.sources_of(kept) if block.source_starts else block.source) if batch else None
+    accepted = _with_lineage(business, lines, messages, sources, ctx)
     screening_started = time.thread_time()  # CPU time of this thread: the cost, not waits
     accepted, holding_secrets = screen_accepted(accepted, cprs)
     if holding_secrets:
@@ -346,8 +353,9 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
             index = kept[row]
             line, message = block.origin(index)
             rejection = _identifier_rejection(column)
+            source = block.source_of(index) if batch else None
             rejections.append(
-                RejectedInput(rejection, block.payloads[index], source_file, line, message)
+                RejectedInput(rejection, block.payloads[index], source, line, message)
             )
         keep = [row for row in range(len(kept)) if row not in holding_secrets]
         accepted = accepted.take(pa.array(keep, pa.int64()))
