@@ -209,6 +209,11 @@ def fragment_path(root: str, run_id: str, channel: str, event_date: str, name: s
     )
 
 
+def rejected_fragment_path(root: str, run_id: str, name: str) -> str:
+    """A run's intermediate Arrow file of one block's rejected rows (batch only)."""
+    return join(staging_dir(root, run_id), "rejected-fragments", f"{name}.arrows")
+
+
 def staged(root: str, run_id: str, final_path: str) -> str:
     """Staging twin of a final path: same relative path, under this run's staging folder."""
     relative = final_path[len(root.rstrip("/")) + 1 :]

@@ -10,6 +10,7 @@ import pytest
 
 from tests.adversarial import adversarial_lines, secrets_in, write_landing
 from tests.pipelines.helpers import payments, rejected, run_batch
+from tests.samples import PORTAL_EVENT
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,30 @@ def test_amounts_and_manifest_figures_are_positive(adversarial_run: Any) -> None
     for channel in manifest["by_channel"].values():
         for amount in channel["amount_bhd_by_status"].values():
             assert not amount.startswith("-")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("key_env")
+def test_a_night_whose_every_event_is_rejected_keeps_each_rejection_once(tmp_path: Path) -> None:
+    """A portal that renamed a field overnight: every event is rejected, by two worker
+    processes, in many blocks. Each rejection reaches the rejected file once; the manifest's
+    count is the file's (a 1M-event night of this kind lost the last blocks of each worker
+    when the rejected rows were collected in memory, issue #11)."""
+    events = 30_000
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    drifted = PORTAL_EVENT.replace(b'"amount_fils"', b'"amount_in_fils"')
+    with open(landing / "portal.jsonl", "wb") as out:
+        for n in range(events):
+            out.write(drifted.replace(b"000123456", b"%09d" % n) + b"\n")
+    manifest = run_batch(
+        str(landing / "*.jsonl"),
+        tmp_path / "out",
+        "--direct_running_mode=multi_processing",
+        "--range_bytes=1000000",
+        "--block_events=500",
+        workers=2,
+    )
+    lines = rejected(tmp_path / "out")["source_line"].to_pylist()
+    assert manifest["counts"]["rejected"] == events
+    assert sorted(lines) == list(range(1, events + 1))

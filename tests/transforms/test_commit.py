@@ -15,7 +15,8 @@ from schemas import layout
 from schemas.run import Run
 from tests.samples import run_of
 from transforms.batch import commit
-from transforms.batch.commit import CommitFn, PublishRefused, commit_run, refusal
+from transforms.batch.commit import CommitFn, PublishRefused, RowsNotStaged, commit_run, refusal
+from transforms.core import stats as st
 from transforms.core.scanner import SecretInOutput
 from transforms.storage import lease
 from transforms.storage.files import replace, write_parquet
@@ -25,6 +26,8 @@ CARD = "4111 1111 1111 1111"
 CARD_DIGITS = "4111111111111111"
 INPUT_KEY = "00000000000000aa"
 DAY = date(2017, 6, 30)
+# What a run that staged `_rejected(...)` (one row) counted.
+ONE_REJECTION = {st.rejected_key("kiosk", "INVALID_AMOUNT"): 1}
 
 
 def _info(root: Path, run_id: str) -> Run:
@@ -85,7 +88,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 def published(tmp_path: Path) -> dict[str, bytes]:
     """A first run committed cleanly; the output as it was then."""
     staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
-    commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+    commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     return _snapshot(tmp_path)
 
 
@@ -93,13 +96,13 @@ def _planted_run(root: Path, stale: list[str] | None = None) -> SecretInOutput:
     """A second run of the same input with a card number past the redaction; its refusal."""
     staged = _run(root, "run-2", _payments(f"Riffa {CARD}"), _rejected("amount is negative"))
     with pytest.raises(SecretInOutput) as refused:
-        commit_run(_info(root, "run-2"), {}, staged, stale or [])
+        commit_run(_info(root, "run-2"), ONE_REJECTION, staged, stale or [])
     return refused.value
 
 
 def test_a_clean_run_is_published_with_what_its_scan_read(tmp_path: Path) -> None:
     staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
-    manifest = commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+    manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert manifest["privacy_scan"]["files"] == 2
     assert manifest["privacy_scan"]["rows"] == 3
     assert all(Path(s.final).is_file() for s in staged)
@@ -137,7 +140,7 @@ def test_a_card_number_in_a_rejected_reason_is_refused(
 ) -> None:
     staged = _run(tmp_path, "run-2", _payments("Riffa"), _rejected(f"card {CARD} is not masked"))
     with pytest.raises(SecretInOutput) as refused:
-        commit_run(_info(tmp_path, "run-2"), {}, staged, [])
+        commit_run(_info(tmp_path, "run-2"), ONE_REJECTION, staged, [])
     [leak] = refused.value.leaks
     assert (leak.column, leak.row, leak.kind) == ("reason", 0, "card")
     assert _snapshot(tmp_path).keys() == {*published, "runs/run-2/_REFUSED.json"}
@@ -146,7 +149,7 @@ def test_a_card_number_in_a_rejected_reason_is_refused(
 def test_a_cpr_in_a_staged_file_is_refused(tmp_path: Path) -> None:
     staged = _run(tmp_path, "run-1", _payments("Riffa 850101234"), _rejected("amount"))
     with pytest.raises(SecretInOutput) as refused:
-        commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+        commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert [leak.kind for leak in refused.value.leaks] == ["cpr"]
 
 
@@ -203,7 +206,7 @@ def test_a_retried_commit_skips_the_files_an_earlier_attempt_moved(tmp_path: Pat
     staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
     Path(staged[0].final).parent.mkdir(parents=True)
     Path(staged[0].staged).rename(staged[0].final)  # the first attempt died after one move
-    manifest = commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+    manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert manifest["privacy_scan"]["files"] == 1
     assert (tmp_path / "runs/run-1" / layout.SUCCESS_MARKER).exists()
 
@@ -240,7 +243,7 @@ def test_a_run_whose_lease_was_taken_over_publishes_nothing(
         _take_over_from(tmp_path, "run-2"),
         pytest.raises(lease.LeaseLost, match=r"run-2 lost its writer lease.*run-3 took it"),
     ):
-        commit_run(_info(tmp_path, "run-2"), {}, staged, [])
+        commit_run(_info(tmp_path, "run-2"), ONE_REJECTION, staged, [])
     assert _snapshot(tmp_path) == {
         **published,
         "runs/run-2/_LEASE_REVOKED.json": (
@@ -262,7 +265,7 @@ def test_a_lease_lost_during_the_moves_writes_no_manifest(
 
     monkeypatch.setattr(commit, "replace", moves_then_lose_the_lease)
     with pytest.raises(lease.LeaseLost):
-        commit_run(_info(tmp_path, "run-1"), {}, staged, [])
+        commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert not (tmp_path / "runs/run-1" / layout.MANIFEST).exists()
     assert not (tmp_path / "runs/run-1" / layout.SUCCESS_MARKER).exists()
 
@@ -274,7 +277,32 @@ def test_a_commit_of_a_run_launched_without_a_lease_waits_for_the_holder(
     staged = _run(tmp_path, "run-2", _payments("Riffa"), _rejected("amount is negative"))
     with lease.acquire(str(tmp_path), "run-3", "batch"):
         with pytest.raises(lease.OutputBusy, match="held by batch run run-3"):
-            commit_run(_info(tmp_path, "run-2"), {}, staged, [])
+            commit_run(_info(tmp_path, "run-2"), ONE_REJECTION, staged, [])
         assert _snapshot(tmp_path).keys() - {"_lease/writer.json"} == published.keys()
-    commit_run(_info(tmp_path, "run-2"), {}, staged, [])  # once it is free
+    commit_run(_info(tmp_path, "run-2"), ONE_REJECTION, staged, [])  # once it is free
     assert (tmp_path / "runs/run-2" / layout.SUCCESS_MARKER).exists()
+
+
+def test_a_rejected_file_missing_rows_the_run_counted_publishes_nothing(
+    tmp_path: Path, published: dict[str, bytes]
+) -> None:
+    staged = _run(tmp_path, "run-2", _payments("Riffa"), _rejected("amount is negative"))
+    counted = {st.rejected_key("kiosk", "INVALID_AMOUNT"): 2}
+    with pytest.raises(RowsNotStaged, match=r"2 events were counted as rejected.* holds 1 rows"):
+        commit_run(_info(tmp_path, "run-2"), counted, staged, [])
+    assert _snapshot(tmp_path) == published
+    assert not (tmp_path / "runs/run-2" / layout.MANIFEST).exists()
+
+
+def test_rejections_counted_without_a_rejected_file_publish_nothing(tmp_path: Path) -> None:
+    payments_only = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount"))[:1]
+    with pytest.raises(RowsNotStaged, match=r"1 events were counted as rejected.* holds 0 rows"):
+        commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, payments_only, [])
+    assert not Path(payments_only[0].final).exists()
+
+
+def test_a_rejected_file_holding_what_the_run_counted_is_published(tmp_path: Path) -> None:
+    staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
+    manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
+    assert manifest["counts"]["rejected"] == 1
+    assert Path(layout.rejected_path(str(tmp_path), INPUT_KEY)).is_file()

@@ -143,6 +143,38 @@ def screen_staged(run: Run, staged: list[StagedFile]) -> dict[str, Any]:
     raise SecretInOutput(leaks)
 
 
+class RowsNotStaged(RuntimeError):
+    """The staged rejected file does not hold the events the run counted as rejected."""
+
+
+def check_rejected_rows(run: Run, stats: dict[str, int], staged: list[StagedFile]) -> None:
+    """Refuse to publish unless the staged rejected file holds exactly the events the run
+    counted as rejected.
+
+    Rejected events are counted where they are found (in each block) but written by one step
+    that collects them from every worker: a block lost between the two would be counted in the
+    manifest and missing from the file, the manifest's `read = accepted + rejected +
+    duplicates` true and false at once. Accepted rows cannot drift that way: they are counted
+    where they are written. The rows come from the read-back scan made when the file was
+    staged (its row count), so the check costs no read."""
+    expected = st.total_of(stats, st.REJECTED)
+    final = layout.rejected_path(run.output_root, run.input_key)
+    rows = 0
+    for file in (s for s in staged if s.final == final):
+        if file.scan is not None:
+            rows += file.scan.rows
+        else:
+            table = _read_staged(file.staged, {file.staged: file.final})
+            rows += (table if table is not None else read_back(file.final)).num_rows
+    if rows != expected:
+        raise RowsNotStaged(
+            f"run {run.run_id} does not reconcile: {expected:,} events were counted as rejected "
+            f"but the staged rejected file holds {rows:,} rows. Nothing was published and the "
+            "earlier output is intact; re-run the same input, and report this with the run id "
+            "(its staged files are kept under _staging/ to look at)."
+        )
+
+
 def commit_run(
     run: Run,
     stats: dict[str, int],
@@ -157,9 +189,11 @@ def commit_run(
     the start, before the first move and before the manifest, from the stored lease and the
     run id (this step may run in another process than the launcher that holds it). Raises
     LeaseLost if another writer took it over; OutputBusy if the run has no lease of its own
-    (a template launch) and another writer keeps it longer than the commit waits."""
+    (a template launch) and another writer keeps it longer than the commit waits;
+    RowsNotStaged if the rejected rows staged are not the rejections counted."""
     with lease.commit_guard(run.output_root, run.run_id) as still_held:
         scanned = screen_staged(run, staged)
+        check_rejected_rows(run, stats, staged)
         finals = {s.final for s in staged}
         rejected = layout.rejected_path(run.output_root, run.input_key)
         if rejected not in finals and exists(rejected):
