@@ -306,3 +306,14 @@ def test_a_rejected_file_holding_what_the_run_counted_is_published(tmp_path: Pat
     manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert manifest["counts"]["rejected"] == 1
     assert Path(layout.rejected_path(str(tmp_path), INPUT_KEY)).is_file()
+
+
+def test_a_retried_commit_counts_the_rejected_file_an_earlier_attempt_moved(
+    tmp_path: Path,
+) -> None:
+    staged = _run(tmp_path, "run-1", _payments("Riffa"), _rejected("amount is negative"))
+    Path(staged[1].final).parent.mkdir(parents=True)
+    Path(staged[1].staged).rename(staged[1].final)  # the first attempt died after this move
+    manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
+    assert manifest["counts"]["rejected"] == 1
+    assert Path(staged[0].final).is_file()

@@ -122,6 +122,19 @@ def spill(block: ArrowBlock, path_of: Callable[[str], str]) -> str:
     return path
 
 
+def read_fragments(paths: Iterable[str], schema: pa.Schema) -> pa.Table:
+    """The rows of the fragment files `paths` as one table of `schema`, each file once (a
+    retried bundle reports the same content-named file again), in path order."""
+    fragments = [decode_ipc(read_bytes(p)) for p in sorted(set(paths))]
+    return pa.concat_tables([schema.empty_table(), *fragments])
+
+
+def spill_rejected(block: ArrowBlock, settings: WriteSettings) -> str:
+    """A block of rejected rows -> the path of the fragment file it was written to."""
+    root, run_id = settings.root, settings.run_id
+    return spill(block, lambda name: layout.rejected_fragment_path(root, run_id, name))
+
+
 class SpillFragmentFn(beam.DoFn):  # type: ignore[misc]
     """((channel, day), block) -> ((channel, day), fragment path), the block written there."""
 
@@ -182,8 +195,7 @@ class StagePartitionFn(beam.DoFn):  # type: ignore[misc]
         moved: Mapping[tuple[str, str], Iterable[ArrowBlock]],  # a multimap: [] when absent
     ) -> Iterator[Any]:
         (channel, day), paths = element
-        fragments = [decode_ipc(read_bytes(p)) for p in sorted(set(paths))]
-        rows = pa.concat_tables([payment_schema().empty_table(), *fragments])
+        rows = read_fragments(paths, payment_schema())
         elsewhere = drop_losers(rows, concat_blocks(moved[(channel, day)], loser_schema()))
         within = deduplicate(elsewhere.winners)
         written = write_partition(channel, date.fromisoformat(day), within.winners, self._settings)
@@ -250,8 +262,7 @@ def stage_rejected(paths: list[str], settings: WriteSettings) -> list[StagedFile
     """Stage this input's rejected events, spilled to the fragment files `paths`, as one file
     (none when nothing was rejected, which also clears a file an earlier run of the same input
     left)."""
-    fragments = [decode_ipc(read_bytes(p)) for p in sorted(set(paths))]
-    table = pa.concat_tables([rejected_schema().empty_table(), *fragments])
+    table = read_fragments(paths, rejected_schema())
     final = layout.rejected_path(settings.root, settings.input_key)
     if table.num_rows == 0:
         return []
@@ -282,15 +293,9 @@ class StageRejected(beam.PTransform):  # type: ignore[misc]
 
     def expand(self, rejected: beam.PCollection) -> beam.PCollection:
         settings = self._settings
-        root, run_id = settings.root, settings.run_id
         return (
             rejected
-            | "SpillRejected"
-            >> beam.Map(
-                lambda block: spill(
-                    block, lambda name: layout.rejected_fragment_path(root, run_id, name)
-                )
-            )
+            | "SpillRejected" >> beam.Map(spill_rejected, settings)
             | "CollectRejected" >> beam.combiners.ToList()
             | "StageRejectedFile" >> beam.FlatMap(lambda paths: stage_rejected(paths, settings))
         )
