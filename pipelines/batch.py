@@ -39,7 +39,8 @@ from schemas.run import BATCH, COMPACT, Run
 from transforms.batch.commit import CommitRun, refusal
 from transforms.batch.compact import CompactAfterRun
 from transforms.batch.read import ReadRawBlocks
-from transforms.batch.stage import DeduplicateAndStage, StageAggregates, StageRejected
+from transforms.batch.rejected import StageRejected
+from transforms.batch.stage import DeduplicateAndStage, StageAggregates
 from transforms.core.gates import GateThresholds
 from transforms.core.manifest import summary_table
 from transforms.core.outputs import Output

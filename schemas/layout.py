@@ -173,8 +173,19 @@ def root_of_partition(directory: str) -> str:
     return directory.rstrip("/").rsplit("/", 3)[0]
 
 
-def rejected_path(root: str, input_key: str) -> str:
-    return join(root, REJECTED, part_name(input_key, 0))
+def rejected_dir(root: str) -> str:
+    return join(root, REJECTED)
+
+
+def rejected_path(root: str, input_key: str, index: int = 0) -> str:
+    """The input's `index`-th rejected file (a batch run writes as many as its rows need)."""
+    return join(rejected_dir(root), part_name(input_key, index))
+
+
+def is_rejected_file_of(root: str, input_key: str, path: str) -> bool:
+    """Whether `path` is one of the rejected files a batch run of this input writes."""
+    directory, _, name = path.rpartition("/")
+    return directory == rejected_dir(root) and input_key_of(name) == input_key
 
 
 def run_dir(root: str, run_id: str) -> str:

@@ -317,3 +317,47 @@ def test_a_retried_commit_counts_the_rejected_file_an_earlier_attempt_moved(
     manifest = commit_run(_info(tmp_path, "run-1"), ONE_REJECTION, staged, [])
     assert manifest["counts"]["rejected"] == 1
     assert Path(staged[0].final).is_file()
+
+
+def _rejected_files(root: Path, run_id: str, count: int) -> list[StagedFile]:
+    """`count` rejected files of the input, one row each."""
+    return [
+        _stage(root, run_id, layout.rejected_path(str(root), INPUT_KEY, n), _rejected("amount"))
+        for n in range(count)
+    ]
+
+
+def _rejections(count: int) -> dict[str, int]:
+    return {st.rejected_key("kiosk", "INVALID_AMOUNT"): count}
+
+
+def test_the_rejections_counted_are_checked_against_every_rejected_file(tmp_path: Path) -> None:
+    staged = _rejected_files(tmp_path, "run-1", 3)
+    manifest = commit_run(_info(tmp_path, "run-1"), _rejections(3), staged, [])
+    assert manifest["counts"]["rejected"] == 3
+    staged = _rejected_files(tmp_path, "run-2", 3)
+    with pytest.raises(RowsNotStaged, match=r"4 events were counted as rejected.* holds 3 rows"):
+        commit_run(_info(tmp_path, "run-2"), _rejections(4), staged, [])
+
+
+def test_a_rerun_with_fewer_rejected_files_removes_the_earlier_runs_extra_ones(
+    tmp_path: Path,
+) -> None:
+    commit_run(_info(tmp_path, "run-1"), _rejections(3), _rejected_files(tmp_path, "run-1", 3), [])
+    manifest = commit_run(
+        _info(tmp_path, "run-2"), _rejections(1), _rejected_files(tmp_path, "run-2", 1), []
+    )
+    folder = tmp_path / layout.REJECTED
+    assert sorted(p.name for p in folder.iterdir()) == [f"part-{INPUT_KEY}-00000.parquet"]
+    assert manifest["files_removed"] == [
+        layout.rejected_path(str(tmp_path), INPUT_KEY, n) for n in (1, 2)
+    ]
+
+
+def test_a_run_leaves_the_rejected_files_of_other_inputs_alone(tmp_path: Path) -> None:
+    other = layout.rejected_path(str(tmp_path), "00000000000000bb", 1)
+    _stage(tmp_path, "run-0", other, _rejected("amount"))
+    Path(other).parent.mkdir(parents=True)
+    Path(layout.staged(str(tmp_path), "run-0", other)).rename(other)
+    commit_run(_info(tmp_path, "run-1"), {}, [], [])
+    assert Path(other).is_file()

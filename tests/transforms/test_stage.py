@@ -19,9 +19,7 @@ from transforms.batch.stage import (
     SpillFragmentFn,
     StagePartitionFn,
     _losers_by_partition,
-    spill,
     stage_month,
-    stage_rejected,
 )
 from transforms.core.blocks import RunContext, process_block
 from transforms.core.columnar import ArrowBlock
@@ -198,35 +196,3 @@ def test_losers_fit_the_loser_schema(tmp_path: Path) -> None:
     paths = [_spill(settings, DAY, PORTAL_EVENT), _spill(settings, "2017-07-01", NEXT_DAY)]
     for block in dict(_losers_by_partition(("portal", paths), settings)).values():
         assert block.table().schema.equals(loser_schema())
-
-
-def _rejected_block(source: str, *payloads: bytes) -> ArrowBlock:
-    lines = list(range(1, len(payloads) + 1))
-    return ArrowBlock.of(process_block(RawBlock(source, list(payloads), lines), CTX).rejected)
-
-
-def test_the_rejected_file_holds_every_spilled_block_once_in_input_order(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
-    blocks = [
-        _rejected_block("landing/b.jsonl", b"{", b"[1]"),
-        _rejected_block("landing/a.jsonl", b"not json", b"{}", b"null"),
-    ]
-    paths = [
-        spill(block, lambda name: layout.rejected_fragment_path(str(tmp_path), RUN, name))
-        for block in blocks
-    ]
-    [staged] = stage_rejected([*paths, paths[0]], settings)  # a retried bundle's path twice
-    table = pq.read_table(staged.staged)
-    assert staged.final == layout.rejected_path(str(tmp_path), settings.input_key)
-    origins = table.select(["source_file", "source_line"]).to_pylist()
-    assert [(o["source_file"], o["source_line"]) for o in origins] == [
-        ("landing/a.jsonl", 1),
-        ("landing/a.jsonl", 2),
-        ("landing/a.jsonl", 3),
-        ("landing/b.jsonl", 1),
-        ("landing/b.jsonl", 2),
-    ]
-
-
-def test_no_rejected_fragments_stage_no_rejected_file(tmp_path: Path) -> None:
-    assert stage_rejected([], _settings(tmp_path)) == []

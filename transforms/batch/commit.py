@@ -46,6 +46,7 @@ from transforms.storage.files import (
     delete,
     delete_tree,
     exists,
+    list_files,
     parquet_rows,
     read_text,
     remove_if_empty,
@@ -159,9 +160,10 @@ def check_rejected_rows(run: Run, stats: dict[str, int], staged: list[StagedFile
     where they are written. The rows come from the read-back scan made when the file was
     staged, else from the file's footer (where an earlier attempt of this commit moved it)."""
     expected = st.total_of(stats, st.REJECTED)
-    final = layout.rejected_path(run.output_root, run.input_key)
     rows = 0
-    for file in (s for s in staged if s.final == final):
+    for file in staged:
+        if not layout.is_rejected_file_of(run.output_root, run.input_key, file.final):
+            continue
         if file.scan is not None:
             rows += file.scan.rows
         else:
@@ -173,6 +175,14 @@ def check_rejected_rows(run: Run, stats: dict[str, int], staged: list[StagedFile
             "earlier output is intact; re-run the same input, and report this with the run id "
             "(its staged files are kept under _staging/ to look at)."
         )
+
+
+def earlier_rejected_files(run: Run) -> list[str]:
+    """The rejected files published for this run's input (by an earlier run of it, or by an
+    earlier attempt of this commit)."""
+    root, key = run.output_root, run.input_key
+    published = list_files(layout.rejected_dir(root))
+    return [p for p in published if layout.is_rejected_file_of(root, key, p)]
 
 
 def commit_run(
@@ -195,9 +205,9 @@ def commit_run(
         scanned = screen_staged(run, staged)
         check_rejected_rows(run, stats, staged)
         finals = {s.final for s in staged}
-        rejected = layout.rejected_path(run.output_root, run.input_key)
-        if rejected not in finals and exists(rejected):
-            stale = [*stale, rejected]  # this input no longer has rejections
+        # Rejected files an earlier run of this input wrote beyond this run's (it has fewer
+        # rejections now, or none).
+        stale = [*stale, *(p for p in earlier_rejected_files(run) if p not in finals)]
         still_held()
         replace([s.staged for s in staged], [s.final for s in staged])
         delete(stale)

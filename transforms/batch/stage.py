@@ -28,7 +28,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import layout
-from schemas.arrow import payment_schema, rejected_schema
+from schemas.arrow import payment_schema
 from transforms.core import stats as st
 from transforms.core.aggregate import merge_month, month_schema
 from transforms.core.columnar import ArrowBlock, concat_blocks, decode_ipc
@@ -127,12 +127,6 @@ def read_fragments(paths: Iterable[str], schema: pa.Schema) -> pa.Table:
     retried bundle reports the same content-named file again), in path order."""
     fragments = [decode_ipc(read_bytes(p)) for p in sorted(set(paths))]
     return pa.concat_tables([schema.empty_table(), *fragments])
-
-
-def spill_rejected(block: ArrowBlock, settings: WriteSettings) -> str:
-    """A block of rejected rows -> the path of the fragment file it was written to."""
-    root, run_id = settings.root, settings.run_id
-    return spill(block, lambda name: layout.rejected_fragment_path(root, run_id, name))
 
 
 class SpillFragmentFn(beam.DoFn):  # type: ignore[misc]
@@ -255,49 +249,6 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
                 Output.STATS.value,
                 main=Output.STAGED.value,
             )
-        )
-
-
-def stage_rejected(paths: list[str], settings: WriteSettings) -> list[StagedFile]:
-    """Stage this input's rejected events, spilled to the fragment files `paths`, as one file
-    (none when nothing was rejected, which also clears a file an earlier run of the same input
-    left)."""
-    table = read_fragments(paths, rejected_schema())
-    final = layout.rejected_path(settings.root, settings.input_key)
-    if table.num_rows == 0:
-        return []
-    table = table.sort_by(
-        [
-            ("source_file", "ascending"),
-            ("source_line", "ascending"),
-            ("source_message_id", "ascending"),
-            ("error_code", "ascending"),
-        ]
-    )
-    return [stage(table, final, settings.root, settings.run_id)]
-
-
-class StageRejected(beam.PTransform):  # type: ignore[misc]
-    """Rejected ArrowBlocks -> the staged rejected file.
-
-    The blocks are spilled to fragment files and only their paths are collected on one
-    worker: collecting the blocks themselves (`ToList`) held every rejected row in one
-    process, several times over (3.6 GB for a night whose 1M events were all rejected), and
-    on the local runner lost the last blocks of each worker on such a night (issue #11's
-    note: 26,469 and 54,610 of 999,985 rows missing, with the manifest counting them).
-    """
-
-    def __init__(self, settings: WriteSettings) -> None:
-        super().__init__()
-        self._settings = settings
-
-    def expand(self, rejected: beam.PCollection) -> beam.PCollection:
-        settings = self._settings
-        return (
-            rejected
-            | "SpillRejected" >> beam.Map(spill_rejected, settings)
-            | "CollectRejected" >> beam.combiners.ToList()
-            | "StageRejectedFile" >> beam.FlatMap(lambda paths: stage_rejected(paths, settings))
         )
 
 
