@@ -147,10 +147,8 @@ def build(pipeline: beam.Pipeline, plan: BatchPlan) -> beam.PCollection:
         bulk=not plan.ingest.reference_validation,
     )
     staged = ingested.accepted | "DeduplicateAndStage" >> DeduplicateAndStage(settings)
-    rejected_files = (
-        (ingested.rejected, staged[Output.REJECTED.value])
-        | "AllRejected" >> beam.Flatten()
-        | "StageRejected" >> StageRejected(settings)
+    rejected_files = (ingested.rejected, staged[Output.REJECTED.value]) | "StageRejected" >> (
+        StageRejected(settings)
     )
     aggregate_files = staged[Output.AGGREGATES.value] | "StageAggregates" >> StageAggregates(
         settings

@@ -20,6 +20,7 @@ from transforms.batch.rejected import (
     in_files_of,
     key_at,
     merged_in_order,
+    scan_rejected_file,
     spill_rejected,
     stage_rejected,
 )
@@ -89,10 +90,15 @@ def test_rejected_rows_beyond_a_files_limit_continue_in_the_next_file(tmp_path: 
         ("landing/b.jsonl", 1),
         ("landing/b.jsonl", 2),
     ]
-    assert all(
-        s.scan is not None and s.scan.rows == t.num_rows
-        for s, t in zip(staged, tables, strict=True)
-    )
+
+
+def test_each_rejected_file_is_scanned_with_the_privacy_rule(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, rows_per_file=2)
+    fragments = [spill_rejected(_rejected_block("a.jsonl", b"{", b"[1]", b"null"), settings)]
+    staged = list(stage_rejected(fragments, settings))
+    assert [s.scan for s in staged] == [None, None]  # read back later, on any worker
+    scans = [scan_rejected_file(s).scan for s in staged]
+    assert [(s.rows, s.leaks) if s else None for s in scans] == [(2, []), (1, [])]
 
 
 def test_an_empty_block_of_rejected_rows_stages_nothing(tmp_path: Path) -> None:

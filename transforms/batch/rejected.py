@@ -16,6 +16,8 @@ span the input, but there are few of them.
 from __future__ import annotations
 
 import bisect
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -26,7 +28,9 @@ from schemas import layout
 from schemas.arrow import rejected_schema
 from transforms.batch.stage import read_fragments, spill
 from transforms.core.columnar import ArrowBlock
-from transforms.storage.partitions import StagedFile, WriteSettings, stage
+from transforms.storage.partitions import StagedFile, WriteSettings, scanned, stage
+
+log = logging.getLogger(__name__)
 
 # The order of rows in the rejected files: where each came from, as an operator looks it up.
 REJECTED_FILE_ORDER = ("source_file", "source_line", "source_message_id", "error_code")
@@ -110,35 +114,57 @@ def stage_rejected(
     """Stage this input's rejected events, spilled to `fragments`, as its rejected files (none
     when nothing was rejected: the commit then removes those an earlier run of the input left).
     A fragment reported twice (a retried bundle rewrites the same content-named file) counts
-    once."""
+    once. The files are not scanned here: `ScanRejectedFile` reads them back on every worker."""
     unique = list({f.path: f for f in fragments}.values())
     schema = rejected_schema()
+    started = time.monotonic()
     merged = merged_in_order(unique, lambda path: read_fragments([path], schema))
     for index, rows in enumerate(in_files_of(merged, settings.rejected_rows_per_file)):
         final = layout.rejected_path(settings.root, settings.input_key, index)
-        yield stage(rows, final, settings.root, settings.run_id)
+        yield stage(rows, final, settings.root, settings.run_id, scan=False)
+        log.info(
+            "staged rejected file %d (%s rows, %.1f s since the first of %s fragments)",
+            index,
+            f"{rows.num_rows:,}",
+            time.monotonic() - started,
+            f"{len(unique):,}",
+        )
+
+
+def scan_rejected_file(staged: StagedFile) -> StagedFile:
+    """A staged rejected file read back and scanned with the privacy rule."""
+    [file] = scanned([staged])
+    return file
 
 
 class StageRejected(beam.PTransform):  # type: ignore[misc]
-    """Rejected ArrowBlocks -> the staged rejected files.
+    """(rejected blocks of the events, rejected conflicts of the partitions) -> the staged,
+    scanned rejected files.
 
-    The blocks are spilled to fragment files and only their paths (and first keys) are
-    collected on one worker: collecting the blocks themselves (`ToList`) held every rejected
-    row in one process, several times over (3.6 GB for a night whose 1M events were all
-    rejected), and on the local runner lost the last blocks of each worker on such a night
-    (issue #11's note: 26,469 and 54,610 of 999,985 rows missing, with the manifest counting
-    them).
+    Each block is spilled to a fragment file in the step that made it, and only paths (and
+    first keys) go further: the local runner keeps every element passed between stages in the
+    launcher's memory, and a Flatten of the two inputs is such a boundary (a night whose 1M
+    events were all rejected held 1.6 GB there, and ~6% of its rows went missing, caught by
+    `commit.check_rejected_rows`; issue #11's note). Collecting the blocks themselves (`ToList`)
+    once held every rejected row in one process, several times over.
     """
 
     def __init__(self, settings: WriteSettings) -> None:
         super().__init__()
         self._settings = settings
 
-    def expand(self, rejected: beam.PCollection) -> beam.PCollection:
+    def expand(self, rejected: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         settings = self._settings
+        events, conflicts = rejected
+        spilled = (
+            events | "SpillRejectedEvents" >> beam.Map(spill_rejected, settings),
+            conflicts | "SpillConflicts" >> beam.Map(spill_rejected, settings),
+        )
         return (
-            rejected
-            | "SpillRejected" >> beam.Map(spill_rejected, settings)
+            spilled
+            | "AllFragments" >> beam.Flatten()
             | "CollectRejected" >> beam.combiners.ToList()
             | "StageRejectedFile" >> beam.FlatMap(stage_rejected, settings)
+            | "SpreadRejectedFiles" >> beam.Reshuffle()
+            | "ScanRejectedFile" >> beam.Map(scan_rejected_file)
         )
