@@ -8,9 +8,12 @@ import hmac
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
+from transforms.core import privacy
 from transforms.core.privacy import Pseudonymiser, card_last4, redact_raw, redact_text
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
@@ -239,3 +242,22 @@ def test_pseudonym_is_standard_hmac_sha256_for_any_key_length(key_length: int) -
     key = bytes(range(256))[:key_length]
     expected = hmac.new(key, b"850101234", hashlib.sha256).hexdigest()[:32]
     assert Pseudonymiser(key)("850101234") == expected
+
+
+# --- the chains the rule looks at ----------------------------------------------------------------
+
+_CHAIN_TEXT = hs.text(alphabet='0123456789٠١٢٣٤٥٦٧٨٩ -.,/:"{}a\ufffd*', max_size=60)
+
+
+@given(_CHAIN_TEXT, hs.sampled_from(list(privacy.Strength)))
+def test_the_chains_left_unread_are_exactly_those_too_short_to_hold_a_secret(
+    text: str, strength: privacy.Strength
+) -> None:
+    every = list(privacy._chains_within(text, 0, len(text)))
+    read = list(privacy._chains(text))
+    assert read == [c for c in every if c[-1].end - c[0].start >= 9]
+    for chain in every:
+        if chain not in read:
+            groups = [run.digits for run in chain]
+            assert sum(map(len, groups)) < 9
+            assert privacy._pattern_findings(text, chain, groups, strength) == []
