@@ -73,7 +73,7 @@ def _by_channel(element: tuple[tuple[str, str], str]) -> tuple[str, str]:
 
 def _losers_by_partition(
     element: tuple[str, Iterable[str]], settings: WriteSettings
-) -> Iterator[tuple[tuple[str, str], ArrowBlock]]:
+) -> list[tuple[tuple[str, str], ArrowBlock]]:
     """Rows of one channel that lose to a row of another partition: of this run (an event
     delivered into two days), or stored by an earlier run (`stored_days`)."""
     channel, paths = element
@@ -97,7 +97,7 @@ def _losers_by_partition(
     del distinct
     wanted = np.union1d(moved, fingerprints(stored["event_id"]))
     if len(wanted) == 0:
-        return
+        return []
     index, picked = [index_schema().empty_table()], [np.empty(0, np.uint64)]
     for path, start, end in zip(unique, bounds[:-1], bounds[1:], strict=True):
         rows = decode_ipc(read_bytes(path), INDEX_COLUMNS)
@@ -110,8 +110,7 @@ def _losers_by_partition(
     losers = pa.concat_tables(
         [cross_partition_losers(in_run), stored_elsewhere_losers(candidates, stored)]
     )
-    for key, rows in split_by_partition(losers):
-        yield key, ArrowBlock.of(rows)
+    return [(key, ArrowBlock.of(rows)) for key, rows in split_by_partition(losers)]
 
 
 def spill(block: ArrowBlock, path_of: Callable[[str], str]) -> str:
@@ -254,7 +253,7 @@ class DeduplicateAndStage(beam.PTransform):  # type: ignore[misc]
 
 def stage_month(
     element: tuple[tuple[str, str], Iterable[ArrowBlock]], settings: WriteSettings
-) -> Iterator[StagedFile]:
+) -> list[StagedFile]:
     """Stage the month's next aggregate version: the newest committed one with this run's
     partitions replaced, the others kept (`schemas.layout.aggregate_path`)."""
     (kind, month), blocks = element
@@ -264,11 +263,11 @@ def stage_month(
     existing = read_parquet(current) if current else month_schema(kind).empty_table()
     merged = merge_month(existing, concat_blocks(blocks, month_schema(kind)))
     if current and merged.equals(existing):
-        return  # nothing changed (the same input run again): no new version
+        return []  # nothing changed (the same input run again): no new version
     numbers = [v[0] for v in map(layout.aggregate_version_of, versions) if v is not None]
     version = max(numbers, default=0) + 1
     final = layout.aggregate_path(settings.root, kind, month, version, settings.run_id)
-    yield stage(merged, final, settings.root, settings.run_id)
+    return [stage(merged, final, settings.root, settings.run_id)]
 
 
 class StageAggregates(beam.PTransform):  # type: ignore[misc]
