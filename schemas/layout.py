@@ -103,6 +103,11 @@ def part_name(input_key: str, index: int) -> str:
     return f"part-{input_key}-{index:05d}.parquet"
 
 
+def part_glob(input_key: str) -> str:
+    """A glob of every data file `part_name` names for this input."""
+    return f"part-{input_key}-*.parquet"
+
+
 def input_key_of(file_name: str) -> str | None:
     """The input key a data file was written for, or None for a file this product did not name."""
     match = _PART.search(file_name)

@@ -109,6 +109,36 @@ def test_listing_a_gcs_folder_returns_its_matching_files_and_not_those_below_it(
     ]
 
 
+def test_listing_a_gcs_folder_by_a_glob_with_a_literal_start_finds_what_it_matches(
+    emulator: GcsEmulator, root: str
+) -> None:
+    rejected = layout.rejected_dir(root)
+    for name in ("part-ab-00000.parquet", "part-ab-00001.parquet", "part-abc-00000.parquet"):
+        _put(emulator, layout.join(rejected, name))
+    _put(emulator, layout.join(rejected, "part-ab-00002.parquet/nested.parquet"))
+    assert list_files(rejected, layout.part_glob("ab")) == [
+        layout.join(rejected, "part-ab-00000.parquet"),
+        layout.join(rejected, "part-ab-00001.parquet"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "start"),
+    [
+        ("part-ab-*.parquet", "part-ab-"),
+        ("*.parquet", ""),
+        ("a?c", "a"),
+        ("[ab]x", ""),
+        ("x/*.parquet", ""),
+        ("plain.json", "plain.json"),
+    ],
+)
+def test_a_listing_asks_gcs_only_for_names_starting_as_its_glob_does(
+    pattern: str, start: str
+) -> None:
+    assert gcs.literal_prefix(pattern) == start
+
+
 def test_listing_a_gcs_folder_leaves_out_a_sibling_whose_name_extends_it(
     emulator: GcsEmulator, root: str
 ) -> None:

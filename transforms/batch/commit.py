@@ -181,7 +181,7 @@ def earlier_rejected_files(run: Run) -> list[str]:
     """The rejected files published for this run's input (by an earlier run of it, or by an
     earlier attempt of this commit)."""
     root, key = run.output_root, run.input_key
-    published = list_files(layout.rejected_dir(root))
+    published = list_files(layout.rejected_dir(root), layout.part_glob(key))
     return [p for p in published if layout.is_rejected_file_of(root, key, p)]
 
 

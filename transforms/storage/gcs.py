@@ -87,11 +87,19 @@ def _folder(directory: str) -> tuple[str, str]:
     return split(directory.rstrip("/") + "/")
 
 
+def literal_prefix(pattern: str) -> str:
+    """The start of a glob before its first wildcard: no name without it can match. Listing by
+    it asks GCS for the few objects that can match, not a whole folder (rejected/ holds a
+    streaming run's pane files beside each batch input's own)."""
+    cut = next((i for i, char in enumerate(pattern) if char in "*?["), len(pattern))
+    return pattern[:cut] if "/" not in pattern[:cut] else ""
+
+
 def list_files(directory: str, pattern: str) -> list[str]:
     """gs:// URIs of the objects directly in a folder whose names match a glob, sorted; none
     when the folder does not exist."""
     bucket, prefix = _folder(directory)
-    blobs = client().list_blobs(bucket, prefix=prefix, delimiter="/")
+    blobs = client().list_blobs(bucket, prefix=prefix + literal_prefix(pattern), delimiter="/")
     return sorted(
         f"{SCHEME}{bucket}/{blob.name}"
         for blob in blobs
@@ -103,7 +111,7 @@ def list_versions(directory: str, pattern: str) -> dict[str, tuple[int, int]]:
     """{gs:// URI: (size, generation)} of the objects directly in a folder matching a glob:
     an object rewritten under the same name has a new generation."""
     bucket, prefix = _folder(directory)
-    blobs = client().list_blobs(bucket, prefix=prefix, delimiter="/")
+    blobs = client().list_blobs(bucket, prefix=prefix + literal_prefix(pattern), delimiter="/")
     return {
         f"{SCHEME}{bucket}/{blob.name}": (int(blob.size or 0), int(blob.generation or 0))
         for blob in blobs
