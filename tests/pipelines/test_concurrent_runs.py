@@ -295,5 +295,12 @@ def test_a_batch_run_and_the_streaming_pipeline_on_one_root_never_write_an_event
     assert night_manifest["reconciles"]
     # The night compacted the partitions it wrote to, streaming panes included, while the
     # streaming pipeline went on writing: still none twice and none missing (above).
-    [compaction] = manifests(out, "compact")
+    compactions = manifests(out, "compact")
+    if not compactions:
+        # On a slow machine streaming can rewrite its open file in every partition the night
+        # chose before the night's compaction commits: it then leaves them to the next one, and
+        # says so (seen once in CI, 2026-12-03). Anything else that stops it is a failure.
+        assert "changed since it was chosen: not compacted this time" in err, err[-4000:]
+        return
+    [compaction] = compactions
     assert any(layout.run_of_pane_part(Path(f).name) for f in compaction["files_removed"])
