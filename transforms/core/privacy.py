@@ -233,9 +233,11 @@ def _run_of(match: re.Match[str]) -> _Run:
 
 
 def _chains(view: str) -> Iterable[list[_Run]]:
-    """Maximal sequences of digit groups joined only by non-alphanumeric separators, of nine
-    characters or more: a shorter one (an amount, a time, a short id: most of them) holds
-    fewer digits than any pattern or secret of the rule, so it is never looked at further.
+    """Maximal sequences of digit groups joined only by non-alphanumeric separators, holding
+    nine digits or more: every pattern and secret of the rule has as many (a CPR nine, a card
+    13-19, an over-long run more than 19), so a shorter chain (an amount, a date, a short id:
+    most of them) is never looked at further. A span of fewer than nine characters is left
+    without even splitting it into groups.
 
     An invalid byte (decoded as U+FFFD) inside a run of digits does not split it: a card
     number with a stray byte in it is still one number.
@@ -243,7 +245,9 @@ def _chains(view: str) -> Iterable[list[_Run]]:
     for span in _CHAIN.finditer(view):
         start, end = span.span()
         if end - start >= _CPR_DIGITS:
-            yield from _chains_within(view, start, end)
+            for chain in _chains_within(view, start, end):
+                if sum(len(run.digits) for run in chain) >= _CPR_DIGITS:
+                    yield chain
 
 
 def _chains_within(view: str, start: int, end: int) -> Iterable[list[_Run]]:
@@ -278,18 +282,13 @@ def _chain_parts(view: str, strength: Strength, starts: dict[int, Strength]) -> 
     on the event's own secrets."""
     parts: list[_Chain] = []
     for chain in _chains(view):
-        groups = [run.digits for run in chain]
-        if sum(map(len, groups)) < _CPR_DIGITS:
-            # Every pattern needs nine digits or more (a CPR; a card has 13-19, an over-long
-            # run more than 19): most chains (amounts, times, short ids) end here.
-            parts.append(_Chain(chain, groups, []))
-            continue
         chain_strength = strength
         if starts:
             # A chain keeps the weakest strength any of its runs has: a chain reaching out of
             # an identifier into free text is free text.
             kinds = {starts.get(run.start, strength) for run in chain}
             chain_strength = strength if len(kinds) > 1 else next(iter(kinds))
+        groups = [run.digits for run in chain]
         dated = _DATE_TIME.fullmatch(view, chain[0].start, chain[-1].end) is not None
         patterns = (
             _pattern_findings(view, chain, groups, chain_strength)
@@ -353,8 +352,6 @@ def _pattern_findings(
 def _known_findings(chain: list[_Run], groups: list[str], secrets: Secrets) -> list[Finding]:
     """Every occurrence of the event's own secrets in the chain's digits, across separators."""
     joined = "".join(groups)
-    if len(joined) < _CPR_DIGITS:  # shorter than any CPR or card number
-        return []
     owner = [offset for run in chain for offset in run.digit_offsets()]  # digit -> text offset
     found: list[Finding] = []
     for kind, values in (("cpr", secrets.cprs), ("card", secrets.cards)):
