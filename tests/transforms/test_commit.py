@@ -361,3 +361,15 @@ def test_a_run_leaves_the_rejected_files_of_other_inputs_alone(tmp_path: Path) -
     Path(layout.staged(str(tmp_path), "run-0", other)).rename(other)
     commit_run(_info(tmp_path, "run-1"), {}, [], [])
     assert Path(other).is_file()
+
+
+def test_a_retried_commit_keeps_the_rejected_files_an_earlier_attempt_moved(
+    tmp_path: Path,
+) -> None:
+    staged = _rejected_files(tmp_path, "run-1", 2)
+    Path(staged[0].final).parent.mkdir(parents=True)
+    Path(staged[0].staged).rename(staged[0].final)  # the first attempt died after this move
+    manifest = commit_run(_info(tmp_path, "run-1"), _rejections(2), staged, [])
+    assert manifest["counts"]["rejected"] == 2
+    assert manifest["files_removed"] == []
+    assert all(Path(s.final).is_file() for s in staged)
