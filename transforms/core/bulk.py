@@ -22,7 +22,6 @@ card digits) run over the columns of a whole block.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
@@ -30,7 +29,6 @@ from typing import get_args
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from schemas.arrow import payment_schema
 from schemas.enums import Channel, PaymentMethod
@@ -48,6 +46,7 @@ from schemas.raw import (
     PortalMethod,
 )
 from schemas.timekeeping import BAHRAIN_UTC_OFFSET
+from transforms.core.canonical import read_canonical
 from transforms.core.columnar import decimal_from_fils
 from transforms.core.normalise import APP_STATUS, KIOSK_STATUS, PORTAL_STATUS
 from transforms.core.privacy import card_last4
@@ -156,6 +155,21 @@ _LINES = {
         )
     ),
 }
+# How producers start a line (no whitespace): a line that starts so can only be its channel's
+# (each expression fixes the channel's value first), so it is tried against that one alone.
+_COMPACT_STARTS = {channel: f'{{"channel":"{channel}",' for channel in _LINES}
+
+
+def _candidates(lines: pa.Array) -> dict[str, np.ndarray]:
+    """The rows to try against each channel's expression: its compact lines, and every line
+    that starts some other way (whitespace, another key first), which are tried against all
+    three. A prefix test is a memcmp (~25 ns a line); an expression that fails takes RE2 into
+    the line first (three passes over every line cost ~2 µs a line, measured)."""
+    compact = {c: _flags(pc.starts_with(lines, start)) for c, start in _COMPACT_STARTS.items()}
+    other = ~np.logical_or.reduce(list(compact.values()))
+    return {channel: np.flatnonzero(rows | other) for channel, rows in compact.items()}
+
+
 _S = pa.string()
 _SCHEMAS = {
     _PORTAL: pa.schema(
@@ -201,6 +215,10 @@ _SCHEMAS = {
         ]
     ),
 }
+
+
+# How many of each schema's last members are optional (the grammar's `optional=` ones).
+_OPTIONAL_MEMBERS = {_PORTAL: 1, _MOBILE_APP: 0, _KIOSK: 2}
 
 
 @dataclass(frozen=True)
@@ -273,14 +291,17 @@ class BulkNormaliser:
         if lines is None:
             return NOTHING_ACCEPTED
         parts = []
-        for channel, pattern in _LINES.items():
-            # Over every line: the expression is anchored, so RE2 leaves another channel's
-            # line within its first bytes (three passes, 1.5 µs a line, cost less than
-            # picking each channel's lines out first by a substring test: 2.5 µs).
-            rows = np.flatnonzero(_flags(pc.match_substring_regex(lines, pattern)))
+        for channel, tried in _candidates(lines).items():
+            if not len(tried):
+                continue
+            picked = lines.take(pa.array(tried))
+            matched = _flags(pc.match_substring_regex(picked, _LINES[channel]))
+            rows = tried[matched]
             if not len(rows):
                 continue
-            table = _read([payloads[r] for r in rows.tolist()], _SCHEMAS[channel])
+            table = read_canonical(
+                picked.filter(matched), _SCHEMAS[channel], _OPTIONAL_MEMBERS[channel]
+            )
             build = {_PORTAL: self._portal, _MOBILE_APP: self._app, _KIOSK: self._kiosk}
             columns, ok = build[channel](table)
             keep = pa.array(np.flatnonzero(ok))
@@ -441,15 +462,6 @@ def _utf8(payload: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _read(lines: list[bytes], schema: pa.Schema) -> pa.Table:
-    """Canonical lines of one channel -> typed columns, by Arrow's JSON reader (a canonical
-    line holds no newline, so joined by newlines they are one line each)."""
-    data = b"\n".join(lines)
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-    read = pj.ReadOptions(use_threads=False, block_size=len(data) + 1)
-    return pj.read_json(io.BytesIO(data), read_options=read, parse_options=options)
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
