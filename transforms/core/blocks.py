@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.arrow import payment_schema, rejected_schema
 from schemas.enums import Channel, QualityWarning, RejectCode, RejectStep
@@ -250,17 +251,26 @@ def redacted_table(
 
 
 def _accepted_stats(
-    channels: Sequence[str], unknown_service: Sequence[bool], unmasked_card: Sequence[bool]
+    channels: pa.ChunkedArray, unknown_service: Sequence[bool], unmasked_card: Sequence[bool]
 ) -> st.Stats:
-    """Read counts and data-quality warnings of the accepted rows, per channel."""
+    """Read counts and data-quality warnings of the accepted rows, per channel: counted in
+    numpy, a few calls a block (a Counter over each row's tuple cost ~0.4 µs a row)."""
     stats: st.Stats = Counter()
-    counts = Counter(zip(channels, unknown_service, unmasked_card, strict=True))
-    for (channel, unknown, unmasked), n in counts.items():
-        stats[st.read_key(channel)] += n
-        if unknown:
-            stats[st.warning_key(channel, QualityWarning.UNKNOWN_SERVICE.value)] += n
-        if unmasked:
-            stats[st.warning_key(channel, QualityWarning.UNMASKED_CARD_NUMBER.value)] += n
+    names = pc.unique(channels)
+    if len(names) == 0:
+        return stats
+    codes = pc.index_in(channels, value_set=names).to_numpy(zero_copy_only=False)
+    unknown = np.asarray(unknown_service, dtype=bool)
+    unmasked = np.asarray(unmasked_card, dtype=bool)
+    for code, channel in enumerate(names.to_pylist()):
+        mine = codes == code
+        stats[st.read_key(channel)] += int(mine.sum())
+        for warning, flagged in (
+            (QualityWarning.UNKNOWN_SERVICE, unknown),
+            (QualityWarning.UNMASKED_CARD_NUMBER, unmasked),
+        ):
+            if count := int(np.count_nonzero(mine & flagged)):
+                stats[st.warning_key(channel, warning.value)] += count
     return stats
 
 
@@ -320,10 +330,10 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     rejections: list[RejectedInput] = []
     batch = block.line_numbers is not None  # streaming rows name their message, not a file
     normalise, max_bytes = ctx.normaliser, ctx.max_event_bytes
-    taken = set(bulk.rows)
-    for index, payload in enumerate(block.payloads):
-        if index in taken:
-            continue
+    left = np.ones(len(block.payloads), dtype=bool)
+    left[bulk.rows] = False
+    for index in np.flatnonzero(left).tolist():
+        payload = block.payloads[index]
         outcome = _validated(payload, normalise, max_bytes)
         if isinstance(outcome, Rejection):
             line, message = block.origin(index)
@@ -336,7 +346,10 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     business = _business_table(rows)
     unknown = [r.unknown_service for r in rows]
     unmasked = [r.unmasked_card for r in rows]
-    if bulk.rows:
+    if bulk.rows and not rows:  # the usual block: the bulk path's rows are all there is
+        business, kept, cprs = bulk.table, bulk.rows, bulk.cprs
+        unknown, unmasked = bulk.unknown_service, bulk.unmasked_card
+    elif bulk.rows:
         order = np.argsort(np.asarray(bulk.rows + kept, dtype=np.int64), kind="stable").tolist()
         business = pa.concat_tables([bulk.table, business]).take(pa.array(order, pa.int64()))
         kept, cprs = _ordered(bulk.rows + kept, order), _ordered(bulk.cprs + cprs, order)
@@ -363,7 +376,7 @@ def process_block(block: RawBlock, ctx: RunContext) -> BlockResult:
     rows_shown = [redacted(r) for r in rejections]
     privacy_seconds = time.thread_time() - screening_started
     rejected = redacted_table(rows_shown, ctx.run_id, ctx.ingested_micros)
-    stats = _accepted_stats(accepted.column("channel").to_pylist(), unknown, unmasked)
+    stats = _accepted_stats(accepted.column("channel"), unknown, unmasked)
     if block.blank_lines:
         stats[st.BLANK_LINES] += block.blank_lines
     for channel, code in zip(
