@@ -13,10 +13,13 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
+from unittest import mock
 
 import pytest
 import zstandard
 from apache_beam.pvalue import TaggedOutput
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.enums import InputFault, RejectCode
 from transforms.batch import read
@@ -623,3 +626,51 @@ def test_a_packed_block_pickles_with_its_files() -> None:
     assert [again.source_of(i) for i in range(3)] == ["a", "a", "b"]
     assert again.sources_of([2, 0]) == ["b", "a"]
     assert again.blank_lines == 2
+
+
+# --- runs of lines, for any bytes, chunking, ranges and limit ------------------------------
+
+
+def _lines_starting_in(data: bytes, start: int, end: int | None, limit: int) -> list[Any]:
+    """The contract of `iter_lines`, from the whole data at once: each line that starts in
+    [start, end) with its number, a leading BOM left out of line 1, a line over `limit` cut to
+    one byte past it."""
+    bom = len(read.UTF8_BOM) if data.startswith(read.UTF8_BOM) else 0
+    out, at = [], 0
+    pieces = data.split(b"\n")
+    for number, piece in enumerate(pieces, start=1):
+        last = number == len(pieces)
+        if last and piece == b"":
+            break  # a final newline does not start another line
+        line = piece[bom:] if number == 1 else piece
+        if start <= at and (end is None or at < end) and not (last and line == b""):
+            out.append((number, line[: limit + 1] if len(line) > limit else line))
+        at += len(piece) + 1
+    return out
+
+
+@given(
+    data=st.lists(
+        st.sampled_from([b"a", b"bc", b"\n", b"\n", b" ", b"\r", b"\xef\xbb"]), max_size=40
+    ).map(b"".join),
+    bom=st.booleans(),
+    chunk=st.integers(1, 9),
+    limit=st.integers(1, 12),
+    cut=st.tuples(st.integers(0, 70), st.integers(0, 70)),
+    counted=st.booleans(),
+)
+def test_runs_of_lines_are_the_lines_each_range_owns_for_any_bytes_chunks_and_limit(
+    data: bytes, bom: bool, chunk: int, limit: int, cut: tuple[int, int], counted: bool
+) -> None:
+    data = (read.UTF8_BOM if bom else b"") + data
+    start, end = min(cut), max(cut)
+    known = data[:start].count(b"\n") if counted else None
+    with (
+        mock.patch.object(read, "_CHUNK", chunk),
+        mock.patch.object(read, "MAX_HELD_LINE_BYTES", limit),
+    ):
+        for stop in (end, None):
+            runs = list(read.iter_line_runs(io.BytesIO(data), start, stop, known))
+            lines = [(first + i, line) for first, run in runs for i, line in enumerate(run)]
+            assert all(run for _, run in runs)
+            assert lines == _lines_starting_in(data, start, stop, limit)
