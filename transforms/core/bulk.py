@@ -13,8 +13,10 @@ How: a line is taken here only if it is a channel's canonical JSON, the keys of 
 in the order producers write them, each once, whitespace allowed between tokens, strings
 without escapes or control characters, numbers as plain integers. One regular expression per
 channel recognises that (RE2's DFA, no backtracking: microseconds per line), and so proves
-there is no repeated key, no unknown field and no lookalike type; Arrow's JSON reader then
-parses those lines, which it cannot misread, straight into typed columns. What pydantic checks
+there is no repeated key, no unknown field and no lookalike type; those lines then fix where
+every token is, so `transforms.core.canonical` reads them into typed columns from the
+positions of their quotes, with no JSON parse. Each line is tried first against the
+expression of the channel it starts with. What pydantic checks
 beyond the grammar (lengths in code points, calendar dates, ranges, the money rule) and what
 the Normaliser does (ids, statuses, UTC instants, Bahrain days, the catalogue, pseudonyms,
 card digits) run over the columns of a whole block.
