@@ -84,7 +84,7 @@ class _Lines:
         """(start, end) byte offsets of token number `token` of each line: between its quotes
         `token - 1` and `token`; a last unquoted token ends with its line. A token a line does
         not have is the empty range at the line's end."""
-        if isinstance(token, int) and 1 <= token < int(self.count.min()):
+        if isinstance(token, int) and 1 <= token < self.fewest:
             # Every line has this token and a quote after it (a required member's).
             return self.quotes[self.first + (token - 1)] + 1, self.quotes[self.first + token]
         token = np.broadcast_to(np.asarray(token, np.int64), self.first.shape)
@@ -105,6 +105,11 @@ class _Lines:
             max(len(bounds) - 1, 0), pa.py_buffer(bounds), self.buffer
         )
         return spans.take(self.evens)
+
+    @functools.cached_property
+    def fewest(self) -> int:
+        """The fewest quotes any line has: a token below it is in every line."""
+        return int(self.count.min())
 
     @functools.cached_property
     def evens(self) -> pa.Array:
