@@ -674,3 +674,39 @@ def test_runs_of_lines_are_the_lines_each_range_owns_for_any_bytes_chunks_and_li
             lines = [(first + i, line) for first, run in runs for i, line in enumerate(run)]
             assert all(run for _, run in runs)
             assert lines == _lines_starting_in(data, start, stop, limit)
+
+
+def _blocks_line_by_line(path: str, data: bytes, block_events: int) -> list[RawBlock]:
+    """read_blocks' contract, one line at a time: a blank line counts in the block being
+    filled, a block is given as soon as it is full."""
+    blocks, payloads, numbers, blank = [], [], [], 0
+    for number, line in iter_lines(io.BytesIO(data), 0, None):
+        if not line.strip():
+            blank += 1
+            continue
+        payloads.append(line)
+        numbers.append(number)
+        if len(payloads) >= block_events:
+            blocks.append(RawBlock(path, payloads, line_numbers=numbers, blank_lines=blank))
+            payloads, numbers, blank = [], [], 0
+    if payloads or blank:
+        blocks.append(RawBlock(path, payloads, line_numbers=numbers, blank_lines=blank))
+    return blocks
+
+
+@given(
+    lines=st.lists(st.sampled_from([b"a", b"bc", b"", b" ", b"\r", b"d"]), max_size=30),
+    block_events=st.integers(1, 5),
+    chunk=st.integers(1, 9),
+)
+def test_blocks_hold_the_lines_and_blank_counts_a_line_by_line_reading_gives(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], block_events: int, chunk: int
+) -> None:
+    data = b"\n".join(lines)
+    path = tmp_path_factory.mktemp("blocks") / "in.jsonl"
+    path.write_bytes(data)
+    rng = ByteRange(str(path), 0, None, False)
+    with mock.patch.object(read, "_CHUNK", chunk):
+        assert list(read_blocks(rng, block_events)) == _blocks_line_by_line(
+            str(path), data, block_events
+        )

@@ -444,6 +444,24 @@ def iter_line_runs(
         yield line_no, [held]
 
 
+def _non_blank_runs(first: int, lines: list[bytes]) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(blank lines before, number of the first, consecutive non-blank lines) of a run, in
+    order; the last may hold no line (the blanks that end the run). A run without a blank
+    line, nearly every one, is itself: no Python code runs per line."""
+    if all(map(bytes.strip, lines)):
+        yield 0, first, lines
+        return
+    blanks, start = 0, 0
+    for index, line in enumerate(lines):
+        if not line.strip():
+            if index > start:
+                yield blanks, first + start, lines[start:index]
+                blanks = 0
+            blanks += 1
+            start = index + 1
+    yield blanks, first + start, lines[start:]
+
+
 def read_blocks(
     rng: ByteRange, block_events: int = DEFAULT_BLOCK_EVENTS, newlines_before: int | None = None
 ) -> Iterator[RawBlock]:
@@ -459,26 +477,17 @@ def read_blocks(
             else raw
         )
         for first, lines in iter_line_runs(handle, rng.start, rng.end, newlines_before):
-            if all(map(bytes.strip, lines)):  # no blank line: the run as it is, in slices
+            for blanks, number, run in _non_blank_runs(first, lines):
+                blank += blanks  # a blank line holds no event; counted, not rejected
                 taken = 0
-                while taken < len(lines):
-                    room = min(block_events - len(payloads), len(lines) - taken)
-                    payloads += lines[taken : taken + room]
-                    numbers += range(first + taken, first + taken + room)
+                while taken < len(run):
+                    room = min(block_events - len(payloads), len(run) - taken)
+                    payloads += run[taken : taken + room]
+                    numbers += range(number + taken, number + taken + room)
                     taken += room
                     if len(payloads) >= block_events:
                         yield RawBlock(rng.path, payloads, line_numbers=numbers, blank_lines=blank)
                         payloads, numbers, blank = [], [], 0
-                continue
-            for line_no, line in enumerate(lines, first):
-                if not line.strip():
-                    blank += 1  # a blank line holds no event; counted, not rejected
-                    continue
-                payloads.append(line)
-                numbers.append(line_no)
-                if len(payloads) >= block_events:
-                    yield RawBlock(rng.path, payloads, line_numbers=numbers, blank_lines=blank)
-                    payloads, numbers, blank = [], [], 0
     if payloads or blank:
         yield RawBlock(rng.path, payloads, line_numbers=numbers, blank_lines=blank)
 
