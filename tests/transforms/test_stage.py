@@ -16,6 +16,7 @@ from schemas.catalogue import load_catalogue
 from tests.samples import PORTAL_EVENT, TEST_KEY, run_of
 from transforms.batch import stage
 from transforms.batch.stage import (
+    FragmentPrints,
     SpillFragmentFn,
     StagePartitionFn,
     _losers_by_partition,
@@ -47,9 +48,12 @@ def _rows(*payloads: bytes) -> ArrowBlock:
     return ArrowBlock.of(result.accepted)
 
 
-def _spill(settings: WriteSettings, day: str, *payloads: bytes) -> str:
-    [(_, path)] = SpillFragmentFn(settings).process((("portal", day), _rows(*payloads)))
-    return str(path)
+def _spill(settings: WriteSettings, day: str, *payloads: bytes) -> FragmentPrints:
+    """The fragment of `payloads`, as the event index gets it (its path, day, fingerprints)."""
+    [(_, path), tagged] = SpillFragmentFn(settings).process((("portal", day), _rows(*payloads)))
+    channel, fragment = tagged.value
+    assert (channel, fragment.path) == ("portal", path)
+    return fragment
 
 
 def _stage(settings: WriteSettings, day: str, paths: Iterable[str], moved: Any = None) -> dict:
@@ -67,12 +71,12 @@ def test_a_fragment_is_named_by_its_content_so_a_retry_writes_the_same_file(
     tmp_path: Path,
 ) -> None:
     settings = _settings(tmp_path)
-    assert _spill(settings, DAY, PORTAL_EVENT) == _spill(settings, DAY, PORTAL_EVENT)
+    assert _spill(settings, DAY, PORTAL_EVENT).path == _spill(settings, DAY, PORTAL_EVENT).path
 
 
 def test_a_staged_partition_comes_with_the_scan_of_its_file(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    outputs = _stage(settings, DAY, [_spill(settings, DAY, PORTAL_EVENT)])
+    outputs = _stage(settings, DAY, [_spill(settings, DAY, PORTAL_EVENT).path])
     [staged] = outputs["staged"]
     assert isinstance(staged, StagedFile)
     assert staged.scan is not None
@@ -92,7 +96,7 @@ def test_an_event_in_two_days_of_one_run_loses_in_the_later_input(tmp_path: Path
 
 def test_an_event_an_earlier_run_stored_on_another_day_loses(tmp_path: Path) -> None:
     first = _settings(tmp_path)
-    [staged] = _stage(first, DAY, [_spill(first, DAY, PORTAL_EVENT)])["staged"]
+    [staged] = _stage(first, DAY, [_spill(first, DAY, PORTAL_EVENT).path])["staged"]
     Path(staged.final).parent.mkdir(parents=True)
     Path(staged.staged).rename(staged.final)  # committed
     later = _settings(tmp_path, LATER, "00000000000000bb")
@@ -102,10 +106,25 @@ def test_an_event_an_earlier_run_stored_on_another_day_loses(tmp_path: Path) -> 
     assert detail == f"already written to the partition of {DAY} by an earlier run"
 
 
-def _losers(paths: list[str], settings: WriteSettings) -> dict[tuple[str, str], list[Any]]:
+def test_the_event_index_reads_only_fragments_holding_a_candidate(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    unrelated = PORTAL_EVENT.replace(b"PTL-2017-", b"PTL-2017-9")
+    fragments = [
+        _spill(settings, DAY, PORTAL_EVENT),
+        _spill(settings, "2017-07-01", NEXT_DAY),
+        _spill(settings, "2017-07-02", unrelated.replace(b"2017-06-30T21", b"2017-07-02T09")),
+    ]
+    Path(fragments[2].path).unlink()  # its one event is in no other partition: never opened
+    losers = _losers_by_partition(("portal", fragments), settings)
+    assert [key for key, _ in losers] == [("portal", "2017-07-01")]
+
+
+def _losers(
+    fragments: list[FragmentPrints], settings: WriteSettings
+) -> dict[tuple[str, str], list[Any]]:
     return {
         key: block.table().to_pylist()
-        for key, block in _losers_by_partition(("portal", paths), settings)
+        for key, block in _losers_by_partition(("portal", fragments), settings)
     }
 
 
@@ -115,17 +134,20 @@ def test_ids_that_share_a_fingerprint_give_the_same_losers_as_ids_that_do_not(
     # Every id of the run and of the stored lake under one fingerprint: each is then a
     # candidate, and only the comparison of the ids themselves decides.
     first = _settings(tmp_path)
-    [staged] = _stage(first, DAY, [_spill(first, DAY, PORTAL_EVENT)])["staged"]
+    [staged] = _stage(first, DAY, [_spill(first, DAY, PORTAL_EVENT).path])["staged"]
     Path(staged.final).parent.mkdir(parents=True)
     Path(staged.staged).rename(staged.final)
     later = _settings(tmp_path, LATER, "00000000000000bb")
     other = PORTAL_EVENT.replace(b"PTL-2017-", b"PTL-2017-9")
     other_next_day = other.replace(b"2017-06-30T21:15:03", b"2017-07-01T09:00:00")
-    paths = [
-        _spill(later, "2017-07-01", NEXT_DAY, other_next_day),
-        _spill(later, DAY, other),
-    ]
-    expected = _losers(paths, later)
+
+    def spilled() -> list[FragmentPrints]:
+        return [
+            _spill(later, "2017-07-01", NEXT_DAY, other_next_day),
+            _spill(later, DAY, other),
+        ]
+
+    expected = _losers(spilled(), later)
     # One loses to the stored row, one to this run's row of the day before.
     assert len(expected[("portal", "2017-07-01")]) == 2
 
@@ -134,7 +156,9 @@ def test_ids_that_share_a_fingerprint_give_the_same_losers_as_ids_that_do_not(
 
     monkeypatch.setattr(stage, "fingerprints", colliding)
     monkeypatch.setattr(partitions, "fingerprints", colliding)
-    assert _losers(paths, later) == expected
+    fragments = spilled()  # the spill takes the fingerprints: spilled again under collisions
+    assert {f.prints for f in fragments} == {bytes(8), bytes(16)}
+    assert _losers(fragments, later) == expected
 
 
 def test_a_loser_is_rejected_as_a_conflict_where_it_was_staged(tmp_path: Path) -> None:
@@ -142,14 +166,14 @@ def test_a_loser_is_rejected_as_a_conflict_where_it_was_staged(tmp_path: Path) -
     paths = [_spill(settings, DAY, PORTAL_EVENT), _spill(settings, "2017-07-01", NEXT_DAY)]
     losers = dict(_losers_by_partition(("portal", paths), settings))
     moved = {("portal", "2017-07-01"): [losers[("portal", "2017-07-01")]]}
-    outputs = _stage(settings, "2017-07-01", paths[1:], moved)
+    outputs = _stage(settings, "2017-07-01", [paths[1].path], moved)
     assert outputs["staged"] == []  # its only row lost
     [rejected] = outputs["rejected"]
     assert rejected.table()["error_code"].to_pylist() == ["DUPLICATE_CONFLICT"]
 
 
 def _month_figures(settings: WriteSettings, *payloads: bytes) -> list[StagedFile]:
-    outputs = _stage(settings, DAY, [_spill(settings, DAY, *payloads)])
+    outputs = _stage(settings, DAY, [_spill(settings, DAY, *payloads).path])
     blocks = [b for (kind, _), b in outputs["aggregates"] if kind == "by_status"]
     return list(stage_month((("by_status", DAY[:7]), blocks), settings))
 

@@ -125,7 +125,7 @@ def distinct_and_moved(prints: np.ndarray, days: np.ndarray) -> tuple[np.ndarray
     """(every distinct fingerprint, those seen with more than one day), both sorted."""
     if len(prints) == 0:
         return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    order = np.argsort(prints, kind="stable")
+    order = np.argsort(prints)  # min and max a group: any order of equal prints serves
     ordered, ordered_days = prints[order], days[order]
     del order
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
