@@ -35,6 +35,7 @@ from transforms.dedup.table import (
     conflict_rejections,
     cross_partition_losers,
     deduplicate,
+    differing,
     drop_losers,
     rejected_conflicts,
     split_by_partition,
@@ -477,3 +478,14 @@ def test_streaming_a_compacted_span_expires_a_slice_at_a_time() -> None:
     rebuilt = RecentIds.of([recent.table()], cutoff=0, slice_seconds=10)
     assert rebuilt.expire(cutoff=1001) == 1
     assert len(rebuilt) == 1
+
+
+def test_differing_names_a_column_only_for_the_rows_where_it_differs() -> None:
+    rows = _table((PORTAL, "a.jsonl", 1), (MOBILE_APP, "a.jsonl", 2), (_kiosk(1), "a.jsonl", 3))
+    others = _table(
+        (PORTAL, "b.jsonl", 1),
+        (MOBILE_APP, "b.jsonl", 2),
+        (_kiosk(1).replace(b"25", b"26"), "b", 3),
+    )
+    assert differing(rows, rows) == [[], [], []]
+    assert differing(rows, others) == [[], [], ["amount"]]

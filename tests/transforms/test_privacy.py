@@ -237,6 +237,17 @@ def test_redact_raw_removes_a_card_number_sent_as_a_float() -> None:
     _assert_no_personal_data(redact_raw(b'{"x": 4111111111111111.0}'))
 
 
+def test_a_cpr_sent_as_a_json_number_is_masked_and_the_rest_keeps_its_digits() -> None:
+    # Its mask has no quotes either: taken again for a CPR value, it was masked pass after
+    # pass until every digit of the event was starred, its id and amount among them.
+    payload = PORTAL.replace(b'"cpr": "850101234"', b'"cpr": 850101234')
+    assert b'"cpr": 850101234' in payload
+    redacted = redact_raw(payload)
+    assert '"cpr": <redacted-cpr>' in redacted
+    assert "PTL-2017-000123456" in redacted
+    assert '"amount_fils": 12500' in redacted
+
+
 @pytest.mark.parametrize("key_length", [16, 64, 65, 200])
 def test_pseudonym_is_standard_hmac_sha256_for_any_key_length(key_length: int) -> None:
     key = bytes(range(256))[:key_length]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 
-from transforms.storage.files import fingerprint, list_versions, replace
+from transforms.storage.files import fingerprint, list_files, list_versions, replace
 
 
 def _staged(tmp_path: Path, *names: str) -> tuple[list[str], list[str]]:
@@ -67,3 +67,19 @@ def test_a_local_file_rewritten_under_its_name_is_listed_with_a_new_version(
 
 def test_listing_the_versions_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
     assert list_versions(str(tmp_path / "nothing")) == {}
+
+
+def test_a_local_listing_holds_the_files_of_the_folder_itself_that_match_sorted(
+    tmp_path: Path,
+) -> None:
+    for name in ("b.parquet", "a.parquet", ".hidden.parquet", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "deeper").mkdir()
+    (tmp_path / "deeper" / "c.parquet").write_bytes(b"x")
+    (tmp_path / "folder.parquet").mkdir()
+    expected = [str(tmp_path / n) for n in (".hidden.parquet", "a.parquet", "b.parquet")]
+    assert list_files(str(tmp_path)) == expected
+
+
+def test_listing_a_missing_local_folder_is_empty(tmp_path: Path) -> None:
+    assert list_files(str(tmp_path / "nothing")) == []

@@ -35,6 +35,7 @@ _MIN_KEY_BYTES = 16
 _REDACTED_RAW_MAX_CHARS = 2048
 CPR_MASK = "<redacted-cpr>"
 _CARD_DIGITS = range(13, 20)
+_MAX_CARD_DIGITS = _CARD_DIGITS[-1]
 _CPR_DIGITS = 9
 _MAX_CARD_GROUP_IN_ID = 6
 
@@ -316,15 +317,18 @@ def _pattern_findings(
     found: list[Finding] = []
     free = strength is Strength.FREE_TEXT
     for i, group in enumerate(groups):
-        if len(group) > max(_CARD_DIGITS):
+        if len(group) > _MAX_CARD_DIGITS:
             found.append(Finding(chain[i].start, chain[i].end, "digits", ""))
         elif free and len(group) == _CPR_DIGITS:
             found.append(Finding(chain[i].start, chain[i].end, "cpr", ""))
-    for i in range(len(groups)):
+    # No run of consecutive groups can hold a card number in a chain of fewer digits than the
+    # shortest one (a time, a short id: most chains): their windows are not walked.
+    windows = range(len(groups)) if sum(map(len, groups)) >= _CARD_DIGITS.start else range(0)
+    for i in windows:
         digits = ""
         for j in range(i, len(groups)):
             digits += groups[j]
-            if len(digits) > max(_CARD_DIGITS):
+            if len(digits) > _MAX_CARD_DIGITS:
                 break
             if len(digits) not in _CARD_DIGITS:
                 continue
@@ -442,6 +446,9 @@ _KEYED_VALUE = re.compile(
 _CPR_KEYS = frozenset({"cpr", "national_id", "cpr_number"})
 _CARD_KEYS = frozenset({"card", "pan", "card_number"})
 _ID_KEYS = frozenset({"txn_id", "event_id", "kiosk_id", "seq"})
+# A CPR key's values that hold no CPR: none, or the mask already there, quoted or (a CPR sent
+# as a JSON number) bare; a bare mask taken again was masked pass after pass, then every digit.
+_NOT_A_CPR_VALUE = frozenset({"null", '""', f'"{CPR_MASK}"', CPR_MASK})
 # Epoch milliseconds of 2000-2099 (the `ts` field): a timestamp, not a card number.
 _EPOCH_MILLIS = re.compile(r"[1-4][0-9]{12}")
 
@@ -468,9 +475,8 @@ def _keyed_findings(decoded: str, view: str) -> tuple[list[Finding], dict[int, S
         key, value = match.group(1).lower(), match.group(2)
         start, end = match.span(2)
         inner = (start + 1, end - 1) if value.startswith('"') else (start, end)
-        if key in _CPR_KEYS and value not in ("null", '""'):
-            if value != f'"{CPR_MASK}"':
-                found.append(Finding(inner[0], inner[1], "cpr", ""))
+        if key in _CPR_KEYS and value not in _NOT_A_CPR_VALUE:
+            found.append(Finding(inner[0], inner[1], "cpr", ""))
         elif key in _CARD_KEYS and value != "null":
             last4, full = card_last4(value)
             if full:

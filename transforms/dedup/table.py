@@ -110,6 +110,11 @@ def differing(table: pa.Table, other: pa.Table) -> list[list[str]]:
     """For each row pair, the content columns whose values differ (empty: a redelivery)."""
     diffs: list[list[str]] = [[] for _ in range(table.num_rows)]
     for column in CONTENT_COLUMNS:
+        # Redeliveries are nearly always exact: a whole column alike (nulls where the other's
+        # are) is one call, where row-wise equality costs five (2.7 of the ~27 ms of staging a
+        # partition, issue #11).
+        if table[column].equals(other[column]):
+            continue
         for row in np.flatnonzero(~_same(table[column], other[column])).tolist():
             diffs[row].append(column)
     return diffs

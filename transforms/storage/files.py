@@ -14,6 +14,7 @@ import fnmatch
 import os
 import posixpath
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -61,8 +62,27 @@ def list_files(directory: str, pattern: str = "*.parquet") -> list[str]:
     """Paths of files directly in a directory matching a glob (empty if it does not exist)."""
     if gcs.is_gcs(directory):
         return gcs.list_files(directory, pattern)
+    if _is_local(directory):
+        # One scandir of the folder: Beam's match lists the whole tree under it and compiles
+        # a regular expression for every folder (1.3 ms a partition staged, issue #11).
+        return sorted(path for path, _ in _local_files(directory, pattern))
     result = FileSystems.match([join(directory, pattern)])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+def _local_files(directory: str, pattern: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, status) of the files directly in a local folder whose names match a glob (a
+    leading dot included, as Beam's match does); none if the folder does not exist."""
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for entry in entries:
+            if fnmatch.fnmatchcase(entry.name, pattern):
+                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+                    if entry.is_file():
+                        yield join(directory, entry.name), entry.stat()
 
 
 # (bytes, version): a file rewritten under the same name gets a new version (on GCS its
@@ -76,18 +96,7 @@ def list_versions(directory: str, pattern: str = "*.parquet") -> dict[str, FileV
     it changed."""
     if gcs.is_gcs(directory):
         return gcs.list_versions(directory, pattern)
-    found: dict[str, FileVersion] = {}
-    try:
-        entries = os.scandir(directory)
-    except FileNotFoundError:
-        return found
-    with entries:
-        for entry in entries:
-            if fnmatch.fnmatchcase(entry.name, pattern):
-                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
-                    if entry.is_file():
-                        status = entry.stat()
-                        found[join(directory, entry.name)] = (status.st_size, status.st_mtime_ns)
+    found = {path: (st.st_size, st.st_mtime_ns) for path, st in _local_files(directory, pattern)}
     return dict(sorted(found.items()))
 
 
