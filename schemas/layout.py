@@ -225,6 +225,12 @@ def fragment_path(root: str, run_id: str, channel: str, event_date: str, name: s
     )
 
 
+def fragment_index_path(root: str, run_id: str, channel: str, name: str) -> str:
+    """A run's intermediate Arrow file of the fingerprints of the fragments one bundle wrote for
+    one channel (batch only): what the event index reads instead of the fragments."""
+    return join(staging_dir(root, run_id), "fragment-index", f"channel={channel}", f"{name}.arrows")
+
+
 def rejected_fragment_path(root: str, run_id: str, name: str) -> str:
     """A run's intermediate Arrow file of one block's rejected rows (batch only)."""
     return join(staging_dir(root, run_id), "rejected-fragments", f"{name}.arrows")

@@ -19,7 +19,9 @@ from transforms.batch.stage import (
     FragmentPrints,
     SpillFragmentFn,
     StagePartitionFn,
+    _losers_by_index,
     _losers_by_partition,
+    read_fragment_index,
     stage_month,
 )
 from transforms.core.blocks import RunContext, process_block
@@ -49,9 +51,13 @@ def _rows(*payloads: bytes) -> ArrowBlock:
 
 
 def _spill(settings: WriteSettings, day: str, *payloads: bytes) -> FragmentPrints:
-    """The fragment of `payloads`, as the event index gets it (its path, day, fingerprints)."""
-    [(_, path), tagged] = SpillFragmentFn(settings).process((("portal", day), _rows(*payloads)))
-    channel, fragment = tagged.value
+    """The fragment of `payloads`, as the event index reads it back (path, day, fingerprints)."""
+    fn = SpillFragmentFn(settings)
+    fn.start_bundle()
+    [(_, path)] = fn.process((("portal", day), _rows(*payloads)))
+    [tagged] = fn.finish_bundle()
+    channel, index = tagged.value.value
+    [fragment] = read_fragment_index(index)
     assert (channel, fragment.path) == ("portal", path)
     return fragment
 
@@ -104,6 +110,23 @@ def test_an_event_an_earlier_run_stored_on_another_day_loses(tmp_path: Path) -> 
     losers = dict(_losers_by_partition(("portal", paths), later))
     [detail] = losers[("portal", "2017-07-01")].table()["conflict_detail"].to_pylist()
     assert detail == f"already written to the partition of {DAY} by an earlier run"
+
+
+def test_a_bundle_indexes_its_fragments_of_a_channel_in_one_file(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    fn = SpillFragmentFn(settings)
+    fn.start_bundle()
+    paths = [
+        path
+        for day, payload in ((DAY, PORTAL_EVENT), ("2017-07-01", NEXT_DAY))
+        for _, path in fn.process((("portal", day), _rows(payload)))
+    ]
+    [tagged] = fn.finish_bundle()
+    channel, index = tagged.value.value
+    assert channel == "portal"
+    assert [f.path for f in read_fragment_index(index)] == paths
+    losers = dict(_losers_by_index(("portal", [index, index]), settings))  # a retried bundle
+    assert list(losers) == [("portal", "2017-07-01")]
 
 
 def test_the_event_index_reads_only_fragments_holding_a_candidate(tmp_path: Path) -> None:
