@@ -18,6 +18,7 @@ from transforms.core.blocks import BlockResult, RunContext, process_block
 from transforms.core.normalise import Normaliser
 from transforms.core.privacy import Pseudonymiser
 from transforms.core.rawblock import RawBlock
+from transforms.core.scanner import scan_table
 
 CTX = RunContext(Normaliser(Pseudonymiser(TEST_KEY), load_catalogue()), "run-poison", 0)
 # One line of each depth class: within pydantic's limit, beyond it, beyond orjson's (1024),
@@ -53,6 +54,16 @@ def test_a_deep_event_holding_a_card_number_is_rejected_without_it(depth: int) -
     rejected = _run(payload).rejected
     assert rejected.num_rows == 1
     assert "4111 1111" not in rejected.column("raw")[0].as_py()
+
+
+@pytest.mark.parametrize("at", range(2030, 2050))
+def test_a_long_line_cut_inside_digit_groups_is_a_row_the_scan_lets_through(at: int) -> None:
+    # The rejected row's raw is cut at 2,048 characters; cut there, `12345 6789 55` read as a
+    # CPR to the scan of the written file, which refused to publish the whole run.
+    payload = ('{"note": "' + "x" * (at - 11) + " 12345 6789 55 4444 " + "y" * 1000 + '"}').encode()
+    rejected = _run(payload).rejected
+    assert rejected.num_rows == 1
+    assert scan_table(rejected, "rejected.parquet") == []
 
 
 def test_a_huge_number_is_one_rejected_row() -> None:

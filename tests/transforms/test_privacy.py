@@ -14,7 +14,13 @@ from hypothesis import strategies as hs
 from tests.samples import MOBILE_EVENT as MOBILE_APP
 from tests.samples import PORTAL_EVENT as PORTAL
 from transforms.core import privacy
-from transforms.core.privacy import Pseudonymiser, card_last4, redact_raw, redact_text
+from transforms.core.privacy import (
+    Pseudonymiser,
+    card_last4,
+    raw_findings,
+    redact_raw,
+    redact_text,
+)
 
 KEY = b"test-pseudonym-key-0123456789abcdef"
 OTHER_KEY = b"another-pseudonym-key-fedcba9876543210"
@@ -198,8 +204,22 @@ def test_redact_raw_bounds_the_output_of_a_one_mebibyte_line(parseable: bool) ->
     assert len(payload) > 1024 * 1024
     redacted = redact_raw(payload)
     assert len(redacted) <= 2048 + 64
-    assert redacted.endswith(f"[{len(payload)} bytes in all]")
+    assert redacted.endswith(f"[cut: {len(payload)} bytes in all]")
     _assert_no_personal_data(redacted)
+
+
+@pytest.mark.parametrize("at", range(2030, 2050))
+@pytest.mark.parametrize("digits", ["1234 5678 9 1111 2222", "12345 6789 55 4444"])
+def test_a_long_raw_cut_inside_digit_groups_holds_nothing_the_scan_refuses(
+    at: int, digits: str
+) -> None:
+    # Cut at 2,048 characters, `1234 5678 9 1111` left `1234 5678 9`, and `12345 6789` left
+    # `12345…[3064`: nine digits in two or three groups, which the scan of the written
+    # rejected file took for a CPR, so one event refused the whole run.
+    payload = ('{"note": "' + "x" * (at - 11) + " " + digits + " " + "y" * 1000 + '"}').encode()
+    redacted = redact_raw(payload)
+    assert raw_findings(redacted) == []
+    assert redacted.endswith(f"[cut: {len(payload)} bytes in all]")
 
 
 def test_redact_raw_does_not_cut_a_short_event() -> None:

@@ -2,8 +2,9 @@
 
 Rows reach their partition through fragment files, not through a Beam shuffle: the local
 runner holds a whole GroupByKey in memory (six times the data, measured), so each block's
-rows are spilled to `_staging/<run_id>/fragments/` and only their paths are grouped, by
-partition for writing and by channel for the event index. On Dataflow this also keeps the
+rows are spilled to `_staging/<run_id>/fragments/` and only their paths are grouped by
+partition for writing; the event index of each channel is grouped as the paths of files too
+(`fragment-index/`: each bundle's fragments' fingerprints). On Dataflow this also keeps the
 shuffle small.
 
 Commit protocol: every file is first written under `_staging/<run_id>/`; one final step moves
