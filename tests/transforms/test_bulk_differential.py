@@ -13,6 +13,7 @@ Bounded in CI; `BULK_DIFFERENTIAL_EXAMPLES=20000` (or more) runs the mutation se
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -368,3 +369,20 @@ def test_a_block_the_bulk_path_cannot_read_is_left_to_the_reference_path(
     monkeypatch.setattr(type(BULK.bulk_normaliser), "__call__", broken)
     result = _assert_one_contract([PORTAL_EVENT, b"{", KIOSK_EVENT])
     assert result.accepted.num_rows == 2
+
+
+def test_a_failing_bulk_path_logs_where_it_failed_but_not_the_values_in_its_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpr = "8501" + "01234"  # not in the source line the traceback shows
+
+    def broken(*_: Any) -> Any:
+        raise ValueError(f"Failed to parse string: '{cpr}' as int64")
+
+    monkeypatch.setattr(type(BULK.bulk_normaliser), "__call__", broken)
+    with caplog.at_level(logging.WARNING):
+        _assert_one_contract([PORTAL_EVENT])
+    assert "bulk path failed" in caplog.text
+    assert "ValueError" in caplog.text
+    assert "in broken" in caplog.text  # the traceback's frames
+    assert "850101234" not in caplog.text
