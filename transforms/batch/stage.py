@@ -31,6 +31,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import layout
 from schemas.arrow import payment_schema
+from schemas.timekeeping import EPOCH_DATE
 from transforms.core import stats as st
 from transforms.core.aggregate import merge_month, month_schema
 from transforms.core.columnar import ArrowBlock, concat_blocks, decode_ipc, plain_ipc
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 _PROGRESS_PARTITIONS = 100
 _PROGRESS_SECONDS = 10.0
 _PRINTS = "prints"
-_EPOCH = date(1970, 1, 1)
 
 
 class FragmentPrints(NamedTuple):
@@ -153,7 +153,7 @@ class SpillFragmentFn(beam.DoFn):  # type: ignore[misc]
         root, run_id = self._settings.root, self._settings.run_id
         path = spill(block, lambda name: layout.fragment_path(root, run_id, channel, day, name))
         prints = fingerprints(block.table(["event_id"])["event_id"]).tobytes()
-        since_epoch = (date.fromisoformat(day) - _EPOCH).days
+        since_epoch = (date.fromisoformat(day) - EPOCH_DATE).days
         self._prints.setdefault(channel, []).append(FragmentPrints(path, since_epoch, prints))
         yield (channel, day), path
 
@@ -181,10 +181,7 @@ def write_fragment_index(fragments: list[FragmentPrints], path_of: Callable[[str
         [[f.path for f in fragments], [f.day for f in fragments], [f.prints for f in fragments]],
         schema=_INDEX_SCHEMA,
     )
-    ipc = plain_ipc(table)
-    path = path_of(hashlib.blake2b(ipc, digest_size=12).hexdigest())
-    write_bytes(path, ipc)
-    return path
+    return spill(ArrowBlock(plain_ipc(table), table.num_rows), path_of)
 
 
 def read_fragment_index(path: str) -> list[FragmentPrints]:

@@ -80,15 +80,13 @@ class Pseudonymiser:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
     def __call__(self, cpr: str) -> str:
-        inner = self._inner.copy()
-        inner.update(cpr.encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()[:32]
+        [key] = self.of_each((cpr,))
+        assert key is not None  # only a missing CPR has no pseudonym
+        return key
 
     def of_each(self, cprs: Iterable[str | None]) -> list[str | None]:
-        """The pseudonym of each CPR (None for None): `__call__` a block at a time, in one
-        loop with no call of it per CPR (1.2 µs a CPR instead of 2.6, issue #11)."""
+        """The pseudonym of each CPR (None for None), a block at a time: one loop with no
+        call per CPR (1.2 µs a CPR instead of 2.6 through a call each, issue #11)."""
         inner_copy, outer_copy = self._inner.copy, self._outer.copy
         keys: list[str | None] = []
         for cpr in cprs:
